@@ -1,0 +1,14 @@
+"""Built-in API routers, registered through the `tagloop_api_routers` hook."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tagloop.hookspecs import hookimpl
+
+
+@hookimpl
+def tagloop_api_routers() -> list[APIRouter]:
+    from tagloop.api.routers import entities, events, health, segment, tags
+
+    return [health.router, events.router, segment.router, entities.router, tags.router]

@@ -1,0 +1,19 @@
+"""Registers the built-in commands through the `tagloop_cli_commands` hook."""
+
+from __future__ import annotations
+
+import typer
+
+from tagloop.hookspecs import hookimpl
+
+
+@hookimpl
+def tagloop_cli_commands(app: typer.Typer) -> None:
+    from tagloop.cli import data, demo, keys, serve, tagging, workspace
+
+    workspace.register(app)
+    serve.register(app)
+    demo.register(app)
+    data.register(app)
+    tagging.register(app)
+    app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")

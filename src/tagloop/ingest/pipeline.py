@@ -1,0 +1,259 @@
+"""From parsed events to committed state: check against the dictionary, then one transaction
+that appends the events, updates profiles and re-evaluates the affected tags.
+
+A successful `Ingestor.commit` means the events, the profiles and the tag changes they cause
+are durably committed together; either all of a batch is stored or none of it.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tagloop.engine import profiles
+from tagloop.engine.evaluator import Engine, Touched
+from tagloop.engine.profiles import SYSTEM_FIELDS
+from tagloop.errors import ValidationFailed
+from tagloop.ingest.event import Batch, Event, Rejection
+from tagloop.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED, TAG_CHANGES
+from tagloop.store import deadletters as deadletter_store
+from tagloop.store import entities as entity_store
+from tagloop.store import events as event_store
+from tagloop.store import tags as tag_store
+from tagloop.store import timers as timer_store
+from tagloop.store.db import Database
+from tagloop.store.tags import TagChange
+from tagloop.timeutil import iso
+from tagloop.workspace import Workspace
+
+
+class RejectedBatch(ValidationFailed):
+    """Some events of a batch are invalid: lists each one with its index and reason."""
+
+    code = "invalid_events"
+
+    def __init__(self, batch: Batch, *, stored: int = 0) -> None:
+        bad = len({r.index for r in batch.rejections})
+        total = batch.size
+        if total == 0:
+            message = "the batch holds no events"
+        elif stored:
+            message = f"{bad} of {total} events rejected; the other {stored} were stored"
+        else:
+            message = f"{bad} of {total} events rejected; nothing was stored"
+        super().__init__(message)
+        self.rejections = batch.rejections
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "rejected": [r.as_dict() for r in self.rejections]}
+
+
+@dataclass
+class Outcome:
+    """What an ingestion request did, as its response reports it."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+    ids: list[str | None]  # per input index; None where rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [r.as_dict() for r in self.rejected],
+            "ids": self.ids,
+        }
+
+
+@dataclass
+class Part:
+    """One batch handed to a group commit."""
+
+    events: list[Event]
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    recheck: list[tuple[str, str]] = field(default_factory=list)  # entities whose timer is due
+
+
+@dataclass
+class CommitResult:
+    accepted: int  # events stored by this call
+    duplicates: int  # events whose id was already stored (or repeated in the batch)
+    tag_changes: list[TagChange] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Ingestor:
+    def __init__(self, workspace: Workspace, db: Database, engine: Engine) -> None:
+        self.workspace = workspace
+        self.db = db
+        self.engine = engine
+        # How `ingest` commits: directly, or through a `GroupCommitter` in a server.
+        self.committer: Callable[[list[Event]], CommitResult] = self.commit
+        # The engine's state is one per process: commits in it must not overlap.
+        self.lock = engine.lock
+
+    def check(self, batch: Batch) -> None:
+        """Move every event that does not fit the dictionary into ``batch.rejections``;
+        normalises declared attribute and property values in place."""
+        kept: list[tuple[int, Event]] = []
+        for index, event in batch.events:
+            problems = self._problems(event)
+            if problems:
+                for name, reason in problems:
+                    batch.reject(index, name, reason)
+            else:
+                kept.append((index, event))
+        batch.events = kept
+        batch.rejections.sort(key=lambda r: r.index)
+
+    def _problems(self, event: Event) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        dictionary = self.workspace.dictionary
+        for name, value in (("id", event.id), ("type", event.type), ("entity.id", event.entity_id)):
+            if not value or len(value) > 255:
+                problems.append((name, "must be 1 to 255 characters"))
+        entity_type = dictionary.get(event.entity_type)
+        if entity_type is None:
+            problems.append(("entity.type", dictionary.unknown(event.entity_type)))
+        for related_type, related_id in event.related.items():
+            if related_type not in dictionary:
+                problems.append((f"related.{related_type}", dictionary.unknown(related_type)))
+            if not related_id or len(related_id) > 255:
+                problems.append((f"related.{related_type}", "must be 1 to 255 characters"))
+        limit = event.received_at + self.workspace.max_future_us
+        if event.time > limit:
+            problems.append(
+                (
+                    "time",
+                    f"{iso(event.time)} is more than {self.workspace.project.ingest.max_future} "
+                    "ahead of the server clock (ingest.max_future in tagloop.yaml)",
+                )
+            )
+        if entity_type is not None:
+            if event.attributes:
+                for name in event.attributes:
+                    if name in SYSTEM_FIELDS:
+                        problems.append(
+                            (
+                                f"attributes.{name}",
+                                f"{name!r} is a system attribute and cannot be set",
+                            )
+                        )
+                event.attributes, bad = entity_type.check_attributes(event.attributes)
+                problems.extend(_split(bad))
+            if event.properties:
+                event.properties, bad = entity_type.check_properties(event.type, event.properties)
+                problems.extend(_split(bad))
+        return problems
+
+    def ingest(self, batch: Batch, *, partial: bool = False) -> Outcome:
+        """Check ``batch`` and commit it: atomically (any bad event stores nothing and raises
+        `RejectedBatch`), or with ``partial`` the valid events and report the rest."""
+        total = batch.size
+        self.check(batch)
+        source = batch.events[0][1].source if batch.events else "api"
+        if batch.rejections:
+            EVENTS_REJECTED.labels(source).inc(len({r.index for r in batch.rejections}))
+        if (batch.rejections and not partial) or not batch.events:
+            raise RejectedBatch(batch)
+        result = self.committer([event for _, event in batch.events])
+        EVENTS_ACCEPTED.labels(source).inc(result.accepted)
+        EVENTS_DUPLICATE.labels(source).inc(result.duplicates)
+        for change in result.tag_changes:
+            TAG_CHANGES.labels(change.change).inc()
+        ids: list[str | None] = [None] * total
+        for index, event in batch.events:
+            ids[index] = event.id
+        return Outcome(result.accepted, result.duplicates, batch.rejections, ids)
+
+    def commit(
+        self, events: list[Event], dead_letters: list[dict[str, Any]] | None = None
+    ) -> CommitResult:
+        """Store ``events`` (already checked) atomically, with profiles and tags, and the
+        ``dead_letters`` of the same input in the same transaction (nothing is lost between
+        the two)."""
+        return self.commit_many([Part(events, dead_letters or [])])[0]
+
+    def commit_many(self, parts: list[Part]) -> list[CommitResult]:
+        """Commit several independent batches in one transaction (group commit).
+
+        An id repeated across parts is stored once, for the first part that carries it.
+        Parts may also ask to re-evaluate entities whose timers are due (``recheck``).
+        """
+        started = _time.perf_counter()
+        owner: dict[str, int] = {}
+        unique: list[Event] = []
+        for index, part in enumerate(parts):
+            for event in part.events:
+                if event.id not in owner:
+                    owner[event.id] = index
+                    unique.append(event)
+        rechecks = {key for part in parts for key in part.recheck}
+        keys = set(profiles.touched_keys(unique)) | rechecks
+        with self.lock:
+            return self._commit_many(parts, unique, owner, rechecks, keys, started)
+
+    def _commit_many(
+        self,
+        parts: list[Part],
+        unique: list[Event],
+        owner: dict[str, int],
+        rechecks: set[tuple[str, str]],
+        keys: set[tuple[str, str]],
+        started: float,
+    ) -> list[CommitResult]:
+        engine = self.engine
+        now = engine.clock()
+        try:
+            with self.db.write() as conn:
+                rows = entity_store.load(self.db, conn, keys, for_update=True)
+                engine.prepare(self.db, conn, {k: rows.get(k) for k in keys})
+                inserted = event_store.append(self.db, conn, unique)
+                new = [e for e in unique if e.id in inserted]
+                links = [(e.id, t, i, e.time) for e in new for t, i in e.related.items()]
+                if links:
+                    event_store.link(self.db, conn, links)
+                letters = [letter for part in parts for letter in part.dead_letters]
+                if letters:
+                    deadletter_store.add(self.db, conn, letters)
+                written, changes = profiles.fold(rows, new, now)
+                entity_store.upsert(self.db, conn, written)
+                entered = engine.apply(((e, inserted[e.id]) for e in new), now)
+                touched = {c.key: Touched(c.row, c.created, c.changed) for c in changes}
+                for key in rechecks:
+                    if key in touched:
+                        touched[key].recheck = True
+                    elif key in rows:
+                        touched[key] = Touched(rows[key], recheck=True)
+                tag_changes, timers = engine.evaluate(self.db, conn, touched, entered, now)
+                tag_store.apply(self.db, conn, tag_changes)
+                stale = [(k[0], k[1], None) for k in rechecks if k not in rows]
+                timer_store.set_due(self.db, conn, [*timers, *stale])
+        except BaseException:
+            engine.forget(keys)
+            raise
+        accepted = [0] * len(parts)
+        for event in new:
+            accepted[owner[event.id]] += 1
+        seconds = _time.perf_counter() - started
+        # Tag changes belong to entities, not to requests: the first part carries them all.
+        return [
+            CommitResult(
+                accepted[i],
+                len(part.events) - accepted[i],
+                tag_changes if i == 0 else [],
+                seconds,
+            )
+            for i, part in enumerate(parts)
+        ]
+
+
+def _split(messages: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for message in messages:
+        name, _, reason = message.partition(": ")
+        out.append((name, reason))
+    return out

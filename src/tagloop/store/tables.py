@@ -1,0 +1,196 @@
+"""The relational schema, as SQLAlchemy Core tables (migrations in store/migrations).
+
+Times are integer microseconds since the Unix epoch (UTC): exact, cheap to compare, and the
+same on every backend, which the batch evaluator relies on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Stable constraint names so migrations can refer to them on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (cheap, monotonic).
+SeqId = BigInteger().with_variant(Integer(), "sqlite")
+
+TYPE = 100  # entity type and event type names
+KEY = 255  # entity ids, event ids, tag names
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("id", String(KEY), nullable=False),
+    Column("type", String(KEY), nullable=False),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("source", String(KEY), nullable=False),
+    Column("properties", Json, nullable=False),
+    Column("attributes", Json),
+    Column("related", Json),
+    Column("context", Json),
+    UniqueConstraint("id"),
+    Index(None, "entity_type", "entity_id", "time"),
+)
+
+# One row per (event, related entity): aggregates and profiles of related entities see the
+# event too (a feedback related to product batch B-17 counts for B-17).
+event_links = Table(
+    "event_links",
+    metadata,
+    Column("event_seq", SeqId, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "entity_type", "entity_id", "time"),
+    Index(None, "event_seq"),
+)
+
+entities = Table(
+    "entities",
+    metadata,
+    Column("type", String(TYPE), primary_key=True),
+    Column("id", String(KEY), primary_key=True),
+    Column("attributes", Json, nullable=False),
+    # attribute -> event time (µs) of the value held, so older events never overwrite newer
+    Column("attribute_times", Json, nullable=False),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # Rows clustered on (type, id): one b-tree per upsert instead of table plus key index.
+    sqlite_with_rowid=False,
+)
+
+# The tags the database knows, with the version currently in force.
+tags = Table(
+    "tags",
+    metadata,
+    Column("name", String(KEY), primary_key=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("retired_at", BigInteger),
+)
+
+tag_versions = Table(
+    "tag_versions",
+    metadata,
+    Column("tag", String(KEY), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("workspace_revision", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+tag_assignments = Table(
+    "tag_assignments",
+    metadata,
+    Column("entity_type", String(TYPE), primary_key=True),
+    Column("entity_id", String(KEY), primary_key=True),
+    Column("tag", String(KEY), primary_key=True),
+    Column("value", Json),
+    Column("status", String(20), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", String(KEY), nullable=False),
+    Column("confidence", Float),
+    Column("evidence", Json),
+    Column("since", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),  # imported values hold until then (None: for good)
+    Index(None, "tag", "status", "entity_type", "entity_id"),
+    sqlite_with_rowid=False,
+)
+
+tag_history = Table(
+    "tag_history",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("tag", String(KEY), nullable=False),
+    Column("change", String(20), nullable=False),  # assigned, changed, removed
+    Column("value", Json),
+    Column("previous", Json),
+    Column("version", Integer, nullable=False),
+    Column("source", String(KEY), nullable=False),
+    Column("evidence", Json),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "entity_type", "entity_id", "at"),
+    Index(None, "tag", "at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(KEY), nullable=False),
+    Column("prefix", String(32), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("roles", Json, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Column("last_used_at", BigInteger),
+    UniqueConstraint("prefix"),
+    UniqueConstraint("hash"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("source", String(KEY), nullable=False),
+    Column("location", String(1000), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("replayed", Boolean, nullable=False, default=False),
+    Index(None, "source", "received_at"),
+)
+
+# When an entity's tags may next change with time alone (see engine/timing.py).
+entity_timers = Table(
+    "entity_timers",
+    metadata,
+    Column("entity_type", String(TYPE), primary_key=True),
+    Column("entity_id", String(KEY), primary_key=True),
+    Column("due", BigInteger, nullable=False),
+    Index(None, "due"),
+    sqlite_with_rowid=False,
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(KEY), primary_key=True),
+    Column("value", Json),
+)

@@ -1,0 +1,266 @@
+"""The workspace file formats, as pydantic models.
+
+One model per file kind: `ProjectFile` (tagloop.yaml), `EntityFile` (entities/*.yaml),
+`TagFile` (tags/*.yaml), `SourceFile` (sources/*.yaml). Unknown keys are errors, so a typo
+(`rul:` for `rule:`) is reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tagloop.dictionary.types import SYSTEM_ATTRIBUTES
+from tagloop.names import check_label, is_identifier
+from tagloop.timeutil import parse_duration, zone
+
+FieldTypeName = Literal[
+    "string", "integer", "number", "boolean", "datetime", "date", "object", "list", "any"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _identifier(value: str, what: str) -> str:
+    if not is_identifier(value):
+        raise ValueError(
+            f"{what} {value!r} must be letters, digits and underscores, not starting with a digit"
+        )
+    return value
+
+
+class SegmentSettings(Strict):
+    user_entity: str = "customer"
+    group_entity: str = "account"
+
+
+class IngestSettings(Strict):
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_batch_events: int = Field(default=10_000, gt=0)
+    max_event_bytes: int = Field(default=256 * 1024, gt=0)
+    max_future: str = "1d"
+    segment: SegmentSettings = SegmentSettings()
+
+    @field_validator("max_future")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ServerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # One process by default: on SQLite a second process invalidates the first's page
+    # cache on every commit, costing more than it gains (docs/benchmarks.md).
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class EngineSettings(Strict):
+    # How often rules that use now() in a way the timer analysis cannot solve re-evaluate.
+    now_tick: str = "1m"
+    timer_poll: str = "1s"  # how often due timers are looked for
+
+    @field_validator("now_tick", "timer_poll")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ProjectFile(Strict):
+    """``tagloop.yaml``."""
+
+    name: str
+    timezone: str = "Asia/Shanghai"
+    database: str = "sqlite:///tagloop.db"
+    ingest: IngestSettings = IngestSettings()
+    server: ServerSettings = ServerSettings()
+    engine: EngineSettings = EngineSettings()
+    profile_events: int = Field(default=20, ge=0, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        zone(value)
+        return value
+
+
+class FieldSpec(Strict):
+    type: FieldTypeName = "string"
+    description: str = ""
+    owner: str = ""
+    pii: bool = False
+
+
+class EventSpec(Strict):
+    description: str = ""
+    properties: dict[str, FieldSpec] = {}
+
+
+def _expand_fields(value: Any) -> Any:
+    # `country: string` is shorthand for `country: {type: string}`.
+    if isinstance(value, dict):
+        return {k: ({"type": v} if isinstance(v, str) else v) for k, v in value.items()}
+    return value
+
+
+class EntityTypeSpec(Strict):
+    """One entity type of the dictionary."""
+
+    name: str
+    description: str = ""
+    owner: str = ""
+    identifiers: list[str] = []
+    fields: dict[str, FieldSpec] = {}
+    events: dict[str, EventSpec] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _identifier(value, "entity type")
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields_shorthand(cls, value: Any) -> Any:
+        return _expand_fields(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for name in value:
+            check_label(name, "field name")
+            if name in SYSTEM_ATTRIBUTES:
+                raise ValueError(f"{name!r} is a system attribute every profile has already")
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (
+                    {**v, "properties": _expand_fields(v.get("properties", {}))}
+                    if isinstance(v, dict)
+                    else (v if v is not None else {})
+                )
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _identifiers_declared(self) -> EntityTypeSpec:
+        for ident in self.identifiers:
+            if ident not in self.fields:
+                raise ValueError(f"identifier {ident!r} is not a declared field")
+        return self
+
+
+class TagSpec(Strict):
+    """One tag definition. The rule language itself is checked after the file loads."""
+
+    name: str
+    entity: str
+    # rule: computed from `rule` and/or `value`; imported: values uploaded from a file
+    kind: Literal["rule", "imported"] = "rule"
+    rule: str | None = None  # when the tag is held (default: whenever `value` is not null)
+    value: str | None = None  # the tag's value (default: true)
+    multi: bool = False  # the value is a list of values
+    value_type: FieldTypeName | None = None  # imported tags: the type of uploaded values
+    valid_for: str | None = None  # imported tags: how long an uploaded value holds
+    category: Annotated[list[str], Field(default_factory=list)]
+    owner: str = ""
+    description: str = ""
+    # Set by the SQL rule front end: what happens when the rule holds (run by flows).
+    action: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_label(value, "tag name")
+
+    @field_validator("valid_for")
+    @classmethod
+    def _valid_for(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TagSpec:
+        if self.kind == "rule":
+            if self.rule is None and self.value is None:
+                raise ValueError("a rule tag needs a 'rule', a 'value', or both")
+            if self.valid_for is not None or self.value_type is not None:
+                raise ValueError("'valid_for' and 'value_type' are for imported tags")
+        else:
+            if self.rule is not None or self.value is not None:
+                raise ValueError(
+                    "an imported tag has no 'rule' or 'value': its values are "
+                    "uploaded (tagloop tags import)"
+                )
+        if self.multi and self.kind == "rule" and self.value is None:
+            raise ValueError("a multi-valued tag needs a 'value' expression giving a list")
+        return self
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _category_path(cls, value: Any) -> Any:
+        # `category: 价值 > 等级` is the written form of ["价值", "等级"].
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(">") if part.strip()]
+        return value
+
+
+class FileMapping(Strict):
+    """How the columns of a record become a canonical event (see docs/ingestion.md)."""
+
+    type: str | None = None
+    type_field: str | None = None
+    entity_type: str
+    entity_id: str
+    id: list[str] = []
+    time: str | None = None
+    time_format: str | None = None
+    timezone: str | None = None  # for times without an offset; default: the workspace's
+    properties: dict[str, str] | Literal["*"] = "*"
+    attributes: dict[str, str] = {}
+    related: dict[str, str] = {}
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_type(self) -> FileMapping:
+        if (self.type is None) == (self.type_field is None):
+            raise ValueError("give exactly one of 'type' (a constant) or 'type_field' (a column)")
+        return self
+
+
+class SourceSpec(Strict):
+    name: str
+    kind: Literal["file"]
+    description: str = ""
+    owner: str = ""
+    path: str | None = None
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    mapping: FileMapping
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _identifier(value, "source name")
