@@ -70,11 +70,13 @@ def test_unknown_and_missing_keys_with_suggestions(root: Path) -> None:
     )
     assert problems(root) == [
         "tags/typo.yaml:3:1: unknown key 'rul' (did you mean 'rule'?) (allowed: name, entity, "
-        "kind, rule, value, multi, value_type, valid_for, category, owner, description, "
+        "kind, rule, jsonlogic, value, multi, value_type, valid_for, category, owner, description, "
         "action)",
     ]
     put(root, "tags/typo.yaml", "name: typo\nentity: customer\n")
-    assert problems(root) == ["tags/typo.yaml:1:1: a rule tag needs a 'rule', a 'value', or both"]
+    assert problems(root) == [
+        "tags/typo.yaml:1:1: a rule tag needs a 'rule' (or 'jsonlogic'), a 'value', or both"
+    ]
 
 
 def test_rule_errors_point_into_the_rule(root: Path) -> None:

@@ -52,6 +52,9 @@ class EntityContext:
             return getattr(self.row, head)
         return None
 
+    def data(self) -> Any:
+        return self.row.attributes  # JsonLogic's whole data: the profile's attributes
+
     def agg(self, node: b.Agg) -> Any:
         memo = self.memo
         if node in memo:
@@ -105,6 +108,9 @@ class _PeriodContext:
 
     def attr(self, path: tuple[str, ...]) -> Any:
         return self.parent.attr(path)
+
+    def data(self) -> Any:
+        return self.parent.data()
 
     def agg(self, node: b.Agg) -> Any:
         state = self.parent.state

@@ -62,6 +62,7 @@ class TypePlan:
     by_input: dict[b.AggInput, list[ActiveTag]] = field(default_factory=dict)
     by_tag: dict[str, list[ActiveTag]] = field(default_factory=dict)
     timed: list[ActiveTag] = field(default_factory=list)  # can change with time alone
+    whole: list[ActiveTag] = field(default_factory=list)  # read every attribute (JsonLogic)
     event_types: frozenset[str] = frozenset()
 
     @classmethod
@@ -81,6 +82,8 @@ class TypePlan:
                 plan.keep(agg)
             if deps.time_dependent:
                 plan.timed.append(tag)
+            if deps.whole_data:
+                plan.whole.append(tag)
         plan.by_attribute = dict(by_attribute)
         plan.by_input = {k: list(dict.fromkeys(v)) for k, v in by_input.items()}
         plan.by_tag = dict(by_tag)
@@ -123,6 +126,8 @@ class TypePlan:
         found: dict[str, ActiveTag] = {}
         for name in changed:
             for tag in self.by_attribute.get(name, ()):
+                found[tag.name] = tag
+            for tag in self.whole:
                 found[tag.name] = tag
         for key in entered:
             for tag in self.by_input.get(key, ()):

@@ -127,6 +127,33 @@ def _is_boolean(node: t.Node) -> bool:
     return isinstance(node, t.Call) and node.name in _BOOLEAN
 
 
+_STEP = re.compile(r'\.([A-Za-z_$][A-Za-z0-9_$]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def error_path(message: str) -> tuple[tuple[str | int, ...], str]:
+    """The JSON path a `compile_jsonlogic` error names, as keys, and the rest of it; so a
+    caller that knows where the JSON came from (a YAML file) can point at the very line.
+
+    >>> error_path('$.and[1]["=="]: unknown attribute')
+    (('and', 1, '=='), 'unknown attribute')
+    >>> error_path('no path here')
+    ((), 'no path here')
+    """
+    head, sep, rest = message.partition(": ")
+    if not sep or not head.startswith("$"):
+        return (), message
+    keys: list[str | int] = []
+    at = 1
+    while at < len(head):
+        step = _STEP.match(head, at)
+        if step is None:
+            return (), message
+        name, index, quoted = step.groups()
+        keys.append(int(index) if index is not None else name or json.loads(quoted))
+        at = step.end()
+    return tuple(keys), rest
+
+
 def _key(op: str) -> str:
     return f".{op}" if _IDENT.fullmatch(op) else f"[{json.dumps(op, ensure_ascii=False)}]"
 

@@ -167,6 +167,8 @@ class TagSpec(Strict):
     # rule: computed from `rule` and/or `value`; imported: values uploaded from a file
     kind: Literal["rule", "imported"] = "rule"
     rule: str | None = None  # when the tag is held (default: whenever `value` is not null)
+    # The same condition as JsonLogic (as visual query builders export it), instead of `rule`.
+    jsonlogic: Any = None
     value: str | None = None  # the tag's value (default: true)
     multi: bool = False  # the value is a list of values
     value_type: FieldTypeName | None = None  # imported tags: the type of uploaded values
@@ -192,14 +194,16 @@ class TagSpec(Strict):
     @model_validator(mode="after")
     def _kind_fields(self) -> TagSpec:
         if self.kind == "rule":
-            if self.rule is None and self.value is None:
-                raise ValueError("a rule tag needs a 'rule', a 'value', or both")
+            if self.rule is not None and self.jsonlogic is not None:
+                raise ValueError("give the condition once: as 'rule' or as 'jsonlogic'")
+            if self.rule is None and self.jsonlogic is None and self.value is None:
+                raise ValueError("a rule tag needs a 'rule' (or 'jsonlogic'), a 'value', or both")
             if self.valid_for is not None or self.value_type is not None:
                 raise ValueError("'valid_for' and 'value_type' are for imported tags")
         else:
-            if self.rule is not None or self.value is not None:
+            if self.rule is not None or self.value is not None or self.jsonlogic is not None:
                 raise ValueError(
-                    "an imported tag has no 'rule' or 'value': its values are "
+                    "an imported tag has no 'rule', 'jsonlogic' or 'value': its values are "
                     "uploaded (tagloop tags import)"
                 )
         if self.multi and self.kind == "rule" and self.value is None:

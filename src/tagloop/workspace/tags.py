@@ -14,6 +14,7 @@ from tagloop.errors import Problem
 from tagloop.names import caret_line
 from tagloop.rules import RuleError, TagInfo, compile_tree, parse
 from tagloop.rules import tree as t
+from tagloop.rules.jsonlogic import compile_jsonlogic, error_path, parse_jsonlogic
 from tagloop.rules.tree import Node
 from tagloop.workspace.models import TagSpec
 from tagloop.workspace.workspace import TagDefinition, Workspace
@@ -86,6 +87,12 @@ def _parse(source: TagSource, report: Report) -> dict[str, Node] | None:
         return source.trees
     found: dict[str, Node] = {}
     ok = True
+    if source.spec.jsonlogic is not None:
+        try:
+            found["rule"] = parse_jsonlogic(source.spec.jsonlogic, condition=True)
+        except RuleError as exc:
+            report(_jsonlogic_problem(source, exc))
+            ok = False
     for key in ("rule", "value"):
         text = getattr(source.spec, key)
         if text is None:
@@ -96,6 +103,13 @@ def _parse(source: TagSource, report: Report) -> dict[str, Node] | None:
             report(_rule_problem(source, key, text, exc))
             ok = False
     return found if ok else None
+
+
+def _jsonlogic_problem(source: TagSource, exc: RuleError) -> Problem:
+    keys, message = error_path(exc.message)
+    where = source.positions.locate((*source.path, "jsonlogic", *keys))
+    json_path = exc.message[: len(exc.message) - len(message)].rstrip(": ")
+    return Problem(where, f"{message} (at {json_path})" if json_path else message)
 
 
 def _rule_problem(source: TagSource, key: str, text: str, exc: RuleError) -> Problem:
@@ -183,8 +197,15 @@ def _bind(
         text = getattr(spec, key) or _front_end_text(tree)
         want = "boolean" if key == "rule" else ("list" if spec.multi else None)
         try:
-            compiled[key] = compile_tree(text, tree, scope, want=want)
+            if key == "rule" and spec.jsonlogic is not None:
+                # compile_jsonlogic names the JSON path at fault in its errors
+                compiled[key] = compile_jsonlogic(spec.jsonlogic, scope, want=want)
+            else:
+                compiled[key] = compile_tree(text, tree, scope, want=want)
         except RuleError as exc:
+            if key == "rule" and spec.jsonlogic is not None:
+                report(_jsonlogic_problem(source, exc))
+                return None
             report(
                 _rule_problem(source, key, text, exc)
                 if getattr(spec, key)

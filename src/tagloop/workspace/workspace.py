@@ -63,6 +63,7 @@ class TagDefinition:
             scores=frozenset().union(*(d.scores for d in parts)),
             periods=frozenset().union(*(d.periods for d in parts)),
             time_dependent=any(d.time_dependent for d in parts),
+            whole_data=any(d.whole_data for d in parts),
         )
 
     @cached_property
