@@ -67,7 +67,7 @@ def compare_packages(rt: Runtime, now: int, sample: int, seed: int) -> dict[str,
                         flat[name] = FILL.get(kind, 0) if value is None else value
                     dicts.append(flat)
     prepared = time.perf_counter() - started
-    fields = workspace.dictionary["customer"].field_types
+    fields = workspace.scope("customer").fields
     scope = flat_scope(fields, {name: kind for name, (_, kind) in columns.items()})
     timed, mismatches = compare(conditions, scope, dicts)
     print(

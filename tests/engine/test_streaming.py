@@ -167,6 +167,24 @@ def test_window_is_half_open_and_a_timer_ends_it(open_rt: Open, clock: Clock) ->
     assert ("active_30d", "removed") in history
 
 
+def test_an_event_that_touches_other_tags_keeps_an_overdue_timer(
+    open_rt: Open, clock: Clock
+) -> None:
+    # The window tag's change is due before the timer round runs; meanwhile an event that
+    # only affects the attribute tag arrives. It must not push the overdue timer into the
+    # future, or the window tag would stay assigned long after its order left the window.
+    rt = open_rt("active_30d", "interests")
+    placed = at(2024, 1, 10, 12)
+    clock.now = placed + 1
+    rt.ingestor.commit([order("c1", placed, 50)])
+    clock.now = placed + 31 * DAY
+    rt.ingestor.commit([identify("c1", clock.now - 1, interests=["茶"])])
+    assert tags_of(rt, "customer", "c1")["interests"] == ["茶"]
+    assert due(rt, "customer", "c1") == placed + 30 * DAY + 1  # still overdue
+    assert rt.fire_timers() == 1
+    assert "active_30d" not in tags_of(rt, "customer", "c1")
+
+
 def test_an_order_placed_now_is_not_yet_in_the_window(open_rt: Open, clock: Clock) -> None:
     rt = open_rt("active_30d")
     clock.now = at(2024, 1, 10)

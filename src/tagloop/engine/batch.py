@@ -21,7 +21,7 @@ from tagloop.engine.plans import RULE_SOURCE, ActiveTag
 from tagloop.rules import bound as b
 from tagloop.rules.sql.dialects import DIALECTS, Dialect, lit
 from tagloop.rules.sql.expr import Compiler, Unsupported
-from tagloop.rules.sql.query import _EMPTY, BatchQuery, _Resolver, col
+from tagloop.rules.sql.query import _EMPTY, BatchQuery, _Resolver, col, with_ctes
 from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
 from tagloop.store.tags import TagChange
@@ -161,8 +161,7 @@ def _period_evidence(
             .from_(alias)
             .where(exp.Between(this=col("p", alias), low=lit(low), high=lit(last)))
         )
-        for cte, body in query.ctes:
-            select = select.with_(exp.to_identifier(cte, quoted=True), as_=body)
+        select = with_ctes(select, query.ctes)
         by_entity: dict[str, dict[int, Any]] = {}
         for eid, idx, raw in fetch(query.d.sql(select)):
             by_entity.setdefault(eid, {})[int(idx)] = evidence_value(raw, agg.type)

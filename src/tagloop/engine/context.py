@@ -24,7 +24,7 @@ _SYSTEM = frozenset({"id", "event_count", "first_seen", "last_seen"})
 
 
 class EntityContext:
-    __slots__ = ("memo", "now", "plans", "row", "state", "tags", "tz")
+    __slots__ = ("due", "memo", "now", "plans", "row", "state", "tags", "tz", "windows")
 
     def __init__(
         self,
@@ -42,6 +42,8 @@ class EntityContext:
         self.tz = tz
         self.tags = tags
         self.memo: dict[b.Agg, Any] = {}
+        self.windows: dict[tuple[b.AggInput, int], Any] = {}  # folded windows, by input
+        self.due: dict[tuple[b.AggInput, int | None], int | None] = {}  # timer probes
 
     def attr(self, path: tuple[str, ...]) -> Any:
         head = path[0]
@@ -64,7 +66,7 @@ class EntityContext:
 
             value = EMPTY.result(node.func)
         else:
-            value = aggregate(self.state, self.plans[node.input], node, self.now)
+            value = aggregate(self.state, self.plans[node.input], node, self.now, self.windows)
         memo[node] = value
         return value
 
@@ -143,18 +145,34 @@ def evidence(bound: list[b.B], ctx: EntityContext) -> dict[str, Any]:
     time functions; for a streak, its length and each counted period's aggregates."""
     values: dict[str, Any] = {}
     for root in bound:
-        for node in root.walk():
+        for node, fn in _shown(root):
             if isinstance(node, b.Streak):
-                count = ctx.streak(node, _compiled(node.cond))
+                count = ctx.streak(node, fn)
                 values[node.text] = count
                 values.update(_streak_periods(node, ctx, count))
-            elif (
-                isinstance(node, b.Attr | b.TagRef | b.ScoreRef)
-                or (isinstance(node, b.Agg) and not node.per_period)
-                or (isinstance(node, b.Func) and node.name in ("days_since", "hours_since"))
-            ):
-                values.setdefault(node.text, _plain(_compiled(node)(ctx), node))
+            else:
+                values.setdefault(node.text, _plain(fn(ctx), node))
     return values
+
+
+_SHOWN: dict[int, tuple[b.B, list[tuple[b.B, Fn]]]] = {}
+
+
+def _shown(root: b.B) -> list[tuple[b.B, Fn]]:
+    """The nodes of ``root`` that evidence shows, found once per rule (this runs on every
+    tag change); keyed by identity, as hashing a whole tree costs as much as walking it."""
+    cached = _SHOWN.get(id(root))
+    if cached is not None and cached[0] is root:
+        return cached[1]
+    nodes: list[tuple[b.B, Fn]] = [
+        (node, _compiled(node.cond if isinstance(node, b.Streak) else node))
+        for node in root.walk()
+        if isinstance(node, b.Streak | b.Attr | b.TagRef | b.ScoreRef)
+        or (isinstance(node, b.Agg) and not node.per_period)
+        or (isinstance(node, b.Func) and node.name in ("days_since", "hours_since"))
+    ]
+    _SHOWN[id(root)] = (root, nodes)
+    return nodes
 
 
 def _streak_periods(node: b.Streak, ctx: EntityContext, count: int) -> dict[str, Any]:

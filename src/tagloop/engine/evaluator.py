@@ -28,6 +28,7 @@ from tagloop.store.db import Database
 from tagloop.store.entities import EntityRow
 from tagloop.store.events import chunks
 from tagloop.store.tags import Held, TagChange
+from tagloop.store.timers import Timer
 from tagloop.timeutil import now_us, parse_duration, time_text
 from tagloop.workspace import Workspace
 
@@ -166,7 +167,7 @@ class Engine:
         touched: Mapping[EntityKey, Touched],
         entered: Mapping[EntityKey, list[b.AggInput]],
         now: int,
-    ) -> tuple[list[TagChange], list[tuple[str, str, int | None]]]:
+    ) -> tuple[list[TagChange], list[Timer]]:
         """Tag changes for the touched entities, and their next timer due times."""
         candidates = {k: v for k, v in touched.items() if k[0] in self.plans}
         lookup = [k for k, v in candidates.items() if not v.created]
@@ -176,7 +177,7 @@ class Engine:
         for (entity_type, entity_id, name), value in held.items():
             held_by_entity[(entity_type, entity_id)][name] = value
         changes: list[TagChange] = []
-        timers: list[tuple[str, str, int | None]] = []
+        timers: list[Timer] = []
         for key, info in candidates.items():
             plan = self.plans[key[0]]
             ctx = self.context(key, info.row, held_by_entity.get(key, {}), now)
@@ -203,7 +204,8 @@ class Engine:
                     for t in plan.timed
                     if (d := self.timings[t.name].next_change(ctx)) is not None
                 ]
-                timers.append((key[0], key[1], min(due) if due else None))
+                full = all(t.name in todo for t in plan.timed)
+                timers.append((key[0], key[1], min(due) if due else None, full))
         return changes, timers
 
     def context(

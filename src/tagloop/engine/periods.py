@@ -7,6 +7,7 @@ use this module: the streaming one directly, the SQL one for the zone's UTC offs
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -92,7 +93,8 @@ def next_boundary(period: Period, now: int, tz: ZoneInfo) -> int:
     return start(period, index(period, now, tz) + 1, tz)
 
 
-def offsets(tz: ZoneInfo, low: int, high: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=32)  # one batch query asks for the same scan per streak
+def offsets(tz: ZoneInfo, low: int, high: int) -> tuple[tuple[int, int], ...]:
     """The zone's UTC offsets over ``[low, high]``: ``[(from_us, offset_us), ...]``.
 
     SQL engines without a time zone database compute local times from this list (one
@@ -116,7 +118,7 @@ def offsets(tz: ZoneInfo, low: int, high: int) -> list[tuple[int, int]]:
             result.append((moment, offset))
             previous = offset
         current += day
-    return result
+    return tuple(result)
 
 
 def _offset(micros: int, tz: ZoneInfo) -> int:

@@ -292,15 +292,28 @@ class EntityState:
         return entered
 
 
-def aggregate(state: EntityState, plan: InputPlan, node: b.Agg, now: int) -> Any:
-    """The value of ``node`` (not per period) for an entity at ``now``."""
+def aggregate(
+    state: EntityState,
+    plan: InputPlan,
+    node: b.Agg,
+    now: int,
+    windows: dict[tuple[b.AggInput, int], Accumulator] | None = None,
+) -> Any:
+    """The value of ``node`` (not per period) for an entity at ``now``; ``windows`` keeps
+    the accumulators of windows already folded, shared by the aggregates over the same
+    input and window (``count(order, 30d)`` and ``sum(order.amount, 30d)``)."""
     kept = state.inputs.get(node.input)
     if kept is None:
         return EMPTY.result(node.func)
     if node.window is None:
-        acc = kept.running or EMPTY
-        return acc.result(node.func)
-    return over(kept.window(now - node.window, now), plan.kind).result(node.func)
+        return (kept.running or EMPTY).result(node.func)
+    if windows is None:
+        return over(kept.window(now - node.window, now), plan.kind).result(node.func)
+    key = (node.input, node.window)
+    acc = windows.get(key)
+    if acc is None:
+        acc = windows[key] = over(kept.window(now - node.window, now), plan.kind)
+    return acc.result(node.func)
 
 
 def pane(state: EntityState, node: b.Agg, period: str, idx: int) -> Any:

@@ -67,15 +67,21 @@ def _probes(root: b.B, tick: int) -> list[Probe]:
 
 
 def _aggregate_probe(node: b.Agg) -> Probe:
+    key = (node.input, node.window)
+    windows = [node.window] if node.window is not None else []
+
     def probe(ctx: Any) -> int | None:
         state = ctx.state
         if state is None:
             return None
+        # many tags of an entity read the same input and window: look once per context
+        due = ctx.due
+        if key in due:
+            return due[key]  # type: ignore[no-any-return]
         kept = state.inputs.get(node.input)
-        if kept is None:
-            return None
-        windows = [node.window] if node.window is not None else []
-        return kept.next_change(ctx.plans[node.input], windows, ctx.now)  # type: ignore[no-any-return]
+        found = None if kept is None else kept.next_change(ctx.plans[node.input], windows, ctx.now)
+        due[key] = found
+        return found
 
     return probe
 

@@ -230,7 +230,7 @@ class Ingestor:
                         touched[key] = Touched(rows[key], recheck=True)
                 tag_changes, timers = engine.evaluate(self.db, conn, touched, entered, now)
                 tag_store.apply(self.db, conn, tag_changes)
-                stale = [(k[0], k[1], None) for k in rechecks if k not in rows]
+                stale = [(k[0], k[1], None, True) for k in rechecks if k not in rows]
                 timer_store.set_due(self.db, conn, [*timers, *stale])
         except BaseException:
             engine.forget(keys)

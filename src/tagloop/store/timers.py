@@ -13,13 +13,24 @@ _UPSERT = (
     "INSERT INTO entity_timers (entity_type, entity_id, due) VALUES (?, ?, ?) "
     "ON CONFLICT (entity_type, entity_id) DO UPDATE SET due = excluded.due"
 )
+# An entity evaluated in part (only the tags an event affects) keeps an earlier due time:
+# the tags not evaluated may have a change pending then, even one already overdue.
+_EARLIER = (
+    "INSERT INTO entity_timers (entity_type, entity_id, due) VALUES (?, ?, ?) "
+    "ON CONFLICT (entity_type, entity_id) DO UPDATE SET due = CASE "
+    "WHEN entity_timers.due < excluded.due THEN entity_timers.due ELSE excluded.due END"
+)
 _DELETE = "DELETE FROM entity_timers WHERE entity_type = ? AND entity_id = ?"
 
+Timer = tuple[str, str, int | None, bool]  # (type, id, due, every time-dependent tag looked at)
 
-def set_due(db: Database, conn: Connection, timers: Sequence[tuple[str, str, int | None]]) -> None:
-    """Set (or with None, clear) the due time of each ``(type, id, due)``."""
-    db.executemany(conn, _UPSERT, [t for t in timers if t[2] is not None])
-    db.executemany(conn, _DELETE, [(t[0], t[1]) for t in timers if t[2] is None])
+
+def set_due(db: Database, conn: Connection, timers: Sequence[Timer]) -> None:
+    """Set (or with None, clear) the due time of each ``(type, id, due, full)``; where not
+    ``full``, an earlier due time already set is kept (and None clears nothing)."""
+    db.executemany(conn, _UPSERT, [t[:3] for t in timers if t[2] is not None and t[3]])
+    db.executemany(conn, _EARLIER, [t[:3] for t in timers if t[2] is not None and not t[3]])
+    db.executemany(conn, _DELETE, [(t[0], t[1]) for t in timers if t[2] is None and t[3]])
 
 
 def due(db: Database, conn: Connection, now: int, limit: int) -> list[tuple[str, str]]:
