@@ -89,7 +89,10 @@ class Database:
             # No server-side prepared statements: ingestion's batched lookups
             # (`id = ANY(array)`) need plans made with the actual values (a generic plan
             # cannot hash the array, and compares every row with every value).
-            options["connect_args"] = {"prepare_threshold": None}
+            # No JIT: a batch recompute is one query with hundreds of joins, whose
+            # estimated cost triggers JIT compilation that takes longer than running it
+            # (27 s of 27.6 s for 300 entities x 200 tags, measured with EXPLAIN ANALYZE).
+            options["connect_args"] = {"prepare_threshold": None, "options": "-c jit=off"}
         if not pool:
             options.pop("pool_size", None)
             options["poolclass"] = NullPool
