@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tagloop.api.render import assignment, entity, event
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import err, out, progress_bar, why
+from tagloop.cli.output import out, progress_bar, rejections, why
 from tagloop.errors import NotFound, Problem, ValidationFailed
 from tagloop.names import suggest
 from tagloop.runtime import Runtime
@@ -137,10 +137,7 @@ def register(app: typer.Typer) -> None:
                     f"{stats.duplicates} duplicates, {stats.rejected} rejected "
                     f"(to dead letters), {stats.tag_changes} tag changes"
                 )
-                for sample in stats.samples:
-                    err.print(f"  {sample}", markup=False)
-                if stats.rejected > len(stats.samples):
-                    err.print(f"  ... and {stats.rejected - len(stats.samples)} more")
+                rejections(stats.samples, stats.rejected)
                 rejected += stats.rejected
         finally:
             rt.close()

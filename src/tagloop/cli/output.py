@@ -22,6 +22,14 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def rejections(samples: list[str], rejected: int) -> None:
+    """The first rejected records with their reasons, and how many more there were."""
+    for sample in samples:
+        err.print(f"  {sample}", markup=False)
+    if rejected > len(samples):
+        err.print(f"  ... and {rejected - len(samples)} more")
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Progress]:
     """A progress bar on stderr (hidden when stderr is not a terminal)."""

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import err, out, plain, why
+from tagloop.cli.output import err, out, plain, rejections, why
 from tagloop.engine import batch, duck, imports
 from tagloop.engine.explain import explain as explain_tag
 from tagloop.errors import NotFound, ValidationFailed
@@ -122,10 +122,7 @@ def import_tag(
         f"{report.unchanged} unchanged, {report.removed} removed, {report.rejected} rejected"
         f"{valid}; {report.propagated} changes of tags reading {tag!r}"
     )
-    for sample in report.samples:
-        err.print(f"  {sample}", markup=False)
-    if report.rejected > len(report.samples):
-        err.print(f"  ... and {report.rejected - len(report.samples)} more")
+    rejections(report.samples, report.rejected)
     if report.rejected:
         raise typer.Exit(1)
 

@@ -34,7 +34,13 @@ class Function:
     lazy: bool = False
 
 
-def _kind(value: Any) -> type | None:
+def kind_of(value: Any) -> type | None:
+    """The kind of a value for comparisons: bool is an int subclass in Python, but the
+    language keeps booleans and numbers apart.
+
+    >>> kind_of(True), kind_of(1), kind_of(1.5), kind_of("a"), kind_of(None)
+    (<class 'bool'>, <class 'float'>, <class 'float'>, <class 'str'>, None)
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -82,12 +88,12 @@ def _time(types: list[str], name: str) -> str:
 
 
 def _abs(x: Any) -> Any:
-    return abs(x) if _kind(x) is float else None
+    return abs(x) if kind_of(x) is float else None
 
 
 def _round(x: Any, digits: Any = 0) -> Any:
     # Half away from zero, as SQL databases round; Python's round() is half-to-even.
-    if _kind(x) is not float or _kind(digits) is not float:
+    if kind_of(x) is not float or kind_of(digits) is not float:
         return None
     quantum = Decimal(1).scaleb(-int(digits))
     return float(Decimal(repr(x)).quantize(quantum, rounding=ROUND_HALF_UP))
@@ -97,7 +103,7 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
     def call(*values: Any) -> Any:
         if any(v is None for v in values):
             return None
-        return pick(values) if len({_kind(v) for v in values}) == 1 else None
+        return pick(values) if len({kind_of(v) for v in values}) == 1 else None
 
     return call
 

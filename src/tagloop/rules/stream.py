@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from tagloop.rules import bound as b
-from tagloop.rules.functions import FUNCTIONS
+from tagloop.rules.functions import FUNCTIONS, kind_of
 from tagloop.rules.jsfuncs import each
 from tagloop.rules.jsvalues import to_json
 
@@ -139,21 +139,10 @@ def compile_event(node: b.B) -> Fn:
     return _Compiler(True, event=True).compile(node)
 
 
-def _kind(value: Any) -> type | None:
-    # bool is an int subclass in Python; the language keeps them apart.
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return bool
-    if isinstance(value, int | float):
-        return float
-    return type(value)
-
-
 def _equals(a: Any, c: Any) -> bool | None:
     if a is None or c is None:
         return None
-    return a == c if _kind(a) is _kind(c) else None
+    return a == c if kind_of(a) is kind_of(c) else None
 
 
 class _Compiler:
@@ -289,7 +278,7 @@ class _Compiler:
             return lambda ctx: None if (v := inner(ctx)) is None else not v
         if op == "neg":
             (inner,) = args
-            return lambda ctx: -v if _kind(v := inner(ctx)) is float else None
+            return lambda ctx: -v if kind_of(v := inner(ctx)) is float else None
         if op in ("isnull", "notnull"):
             (inner,) = args
             if op == "isnull":
@@ -426,7 +415,7 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
             if (
                 a is None
                 or c is None
-                or _kind(a) is not _kind(c)
+                or kind_of(a) is not kind_of(c)
                 or isinstance(a, bool | list | dict)
             ):
                 return None
@@ -450,7 +439,7 @@ def _arithmetic(op: str, left: Fn, right: Fn) -> Fn:
         a, c = left(ctx), right(ctx)
         if op == "+" and isinstance(a, str) and isinstance(c, str):
             return a + c
-        if _kind(a) is not float or _kind(c) is not float:
+        if kind_of(a) is not float or kind_of(c) is not float:
             return None
         if op == "+":
             return a + c
