@@ -160,8 +160,60 @@ api_keys = Table(
     Column("expires_at", BigInteger),
     Column("revoked_at", BigInteger),
     Column("last_used_at", BigInteger),
+    # Entity types the key may see (None: all), e.g. a logistics partner's ["shipment"].
+    Column("entity_types", Json),
+    # This key's own rate limit ({"rate": per second, "burst": n}), over its roles' limits.
+    Column("limits", Json),
     UniqueConstraint("prefix"),
     UniqueConstraint("hash"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("username", String(KEY), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", Json, nullable=False),
+    Column("entity_types", Json),
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger),
+    # Brute-force throttling: consecutive failures and the time logins open again.
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", BigInteger),
+    UniqueConstraint("username"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the cookie's token
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "user_id"),
+)
+
+# Append-only and hash-chained: each record carries the hash of the one before it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(KEY), nullable=False),  # key name / username / "cli:<os user>"
+    Column("actor_kind", String(20), nullable=False),  # key, user, cli, system
+    Column("origin", String(255), nullable=False),  # client address, or "cli"
+    Column("action", String(TYPE), nullable=False),  # e.g. key.create, pii.read
+    Column("target_type", String(TYPE), nullable=False),
+    Column("target_id", String(KEY), nullable=False),
+    Column("before", Json),
+    Column("after", Json),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "at"),
+    Index(None, "actor"),
+    Index(None, "action"),
 )
 
 dead_letters = Table(
