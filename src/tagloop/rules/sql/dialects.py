@@ -64,6 +64,7 @@ def case(*whens: tuple[exp.Expr, exp.Expr], default: exp.Expr | None = None) -> 
 @dataclass(frozen=True)
 class Dialect(ABC):
     name: str  # sqlglot's dialect name
+    group_first_rows = False  # see tagloop.rules.sql.query._first_rows
 
     def sql(self, node: exp.Expr) -> str:
         return parenthesize(node.copy()).sql(dialect=self.name)
@@ -133,6 +134,7 @@ class Dialect(ABC):
 
 
 class SQLite(Dialect):
+    group_first_rows = True
     # Read with one JSON parse: json_type/json_extract on the column and path together.
     @staticmethod
     def _path(path: tuple[str, ...]) -> exp.Expr:

@@ -317,11 +317,7 @@ class BatchQuery:
         source = self._source(entry, period).where(self._window(agg))
         inner = source.select(rank.as_("rn"), copy=True)
         keys = [col("eid")] + ([col("p")] if period else [])
-        query = (
-            exp.select(*keys, *(col(f"v_{v}") for v in views))
-            .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("r"))))
-            .where(exp.EQ(this=col("rn"), expression=lit(1)))
-        )
+        query = _first_rows(self.d, inner, keys, [f"v_{v}" for v in views])
         self.ctes.append((alias, query))
         self._register(agg, alias, period, _typed_result(agg, alias))
 
@@ -365,11 +361,7 @@ class BatchQuery:
         ranked = exp.select(*keys, col("v_n"), col("v_s"), col("v_b"), rank.as_("rn")).from_(
             exp.Subquery(this=counted, alias=exp.TableAlias(this=exp.to_identifier("c")))
         )
-        query = (
-            exp.select(*keys, col("v_n"), col("v_s"), col("v_b"))
-            .from_(exp.Subquery(this=ranked, alias=exp.TableAlias(this=exp.to_identifier("r"))))
-            .where(exp.EQ(this=col("rn"), expression=lit(1)))
-        )
+        query = _first_rows(self.d, ranked, keys, ["v_n", "v_s", "v_b"])
         self.ctes.append((alias, query))
         value = agg.input.value
         static = value.type if value is not None else "any"
@@ -609,6 +601,25 @@ def _views(agg: b.Agg) -> set[str]:
     if static == "any":
         return {NUMBER, STRING, BOOLEAN, "k", "j"}
     return {_first_view(static)}
+
+
+def _first_rows(
+    d: Dialect, ranked: exp.Select, keys: list[exp.Column], values: list[str]
+) -> exp.Select:
+    """The rows ranked first (``rn = 1``), one per key.
+
+    On SQLite the query is grouped by the key, which changes nothing in the result (one row
+    per key) but keeps SQLite from flattening it into the query that joins it, where it
+    would be scanned once per entity (quadratic: hours at 100,000 entities); grouped, it is
+    materialized and joined through an automatic index. (PostgreSQL has no MAX of a
+    boolean or JSON value, and needs no such help.)"""
+    picked = [exp.func("MAX", col(v)).as_(v) if d.group_first_rows else col(v) for v in values]
+    query = (
+        exp.select(*keys, *picked)
+        .from_(exp.Subquery(this=ranked, alias=exp.TableAlias(this=exp.to_identifier("r"))))
+        .where(exp.EQ(this=col("rn"), expression=lit(1)))
+    )
+    return query.group_by(*keys) if d.group_first_rows else query
 
 
 def with_ctes(query: exp.Select, ctes: list[tuple[str, exp.Expr]]) -> exp.Select:
