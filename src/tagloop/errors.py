@@ -6,6 +6,7 @@ file, field or record at fault; the API and the CLI render them without stack tr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +104,25 @@ class StorageError(TagloopError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class RequestTimeout(TagloopError):
+    """The client did not send its request body in time (HTTP 408)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class RateLimited(TagloopError):
+    """A rate limit was reached (HTTP 429); ``retry_after`` is whole seconds, at least 1.
+
+    >>> RateLimited("slow down", retry_after=0.2).retry_after
+    1
+    """
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))

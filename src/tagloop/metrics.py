@@ -35,3 +35,13 @@ COMMIT_SECONDS = Histogram(
     "Duration of a group-commit transaction",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+RATELIMIT_REJECTED = Counter(
+    "tagloop_ratelimit_rejected_total",
+    "Requests refused with 429: by an API key's or user's bucket (caller), or by the "
+    "bucket of a client address failing authentication (address)",
+    ["bucket"],
+)
+RATELIMIT_FALLBACKS = Counter(
+    "tagloop_ratelimit_fallbacks_total",
+    "Requests limited in-process because the shared rate limit store (Redis) failed",
+)

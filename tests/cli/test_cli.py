@@ -126,6 +126,25 @@ def test_ingest_csv_keeps_good_rows_and_dead_letters_bad_ones(
     assert "0 events stored, 2 duplicates" in out  # re-ingesting is idempotent
 
 
+def test_a_nul_character_is_dead_lettered_on_every_backend(
+    tmp_path: Path, database_url: str, capsys
+) -> None:
+    ws = write_workspace(tmp_path / "ws", database_url)
+    path = tmp_path / "orders.csv"
+    path.write_text(CSV.splitlines()[0] + "\nA1,c1,2024-03-05 10:00:00,12.5,2,上\x00海\n")
+    code, out, err = run(capsys, "-w", str(ws), "ingest", str(path), *MAPPING)
+    assert code == 1
+    assert "1 records, 0 events stored, 0 duplicates, 1 rejected" in out
+    assert f"{path}:2: attributes.city: contains a NUL character" in err
+    rt = Runtime.open(ws)
+    try:
+        with rt.db.read() as conn:
+            (letter,) = deadletters.listing(conn)
+        assert letter.payload == "A1,c1,2024-03-05 10:00:00,12.5,2,上\\u0000海"
+    finally:
+        rt.close()
+
+
 def test_ingest_gzip_jsonl_and_parquet(ws: Path, tmp_path: Path, capsys) -> None:
     gz = tmp_path / "orders.csv.gz"
     gz.write_bytes(
@@ -250,8 +269,10 @@ def test_demo_loads_once_with_the_bundled_sample(tmp_path: Path, capsys) -> None
     assert "created demo workspace" in out
     assert "guest-checkout lines without a CustomerID" in out
     assert err.count("shown once") == 2
+    assert "admin user admin password: " in err and "API key local-ingest (ingest)" in err
     code, out, err = run(capsys, "demo", str(target), "--data", str(SAMPLE))
     assert "demo data already loaded" in out and "shown once" not in err
+    assert "admin user exists" in err
     code, out, _ = run(capsys, "-w", str(target), "tags", "--json")
     counts = {t["name"]: t["count"] for t in json.loads(out)}
     assert counts["主要市场"] >= 1 and counts["海外客户"] >= 1

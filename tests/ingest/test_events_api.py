@@ -153,6 +153,10 @@ def test_every_field_rejection(client, admin):
         (event(colour="red"), "colour", "is not a known field"),
         (event(type="x" * 256), "type", "at most 255 characters"),
         ("not an object", "", "must be a JSON object"),
+        # PostgreSQL cannot store U+0000: refused on every backend, the field named
+        (event(properties={"note": {"text": "a\x00b"}}), "properties.note.text", "NUL"),
+        (event("c\x00"), "entity.id", "NUL"),
+        (event(attributes={"tags\x00": 1}), "attributes", "NUL"),
     ]
     response = post(client, admin, [body for body, _, _ in cases])
     assert response.status_code == 400
@@ -362,3 +366,16 @@ def test_chinese_and_unicode_ids(client, admin):
     for entity_id in ids[:3]:
         got = client.get(f"/v1/entities/customer/{quote(entity_id)}", headers=admin)
         assert got.status_code == 200 and got.json()["id"] == entity_id
+
+
+def test_a_nul_character_is_rejected_and_the_rest_kept(client, admin):
+    response = post(
+        client,
+        admin,
+        [event("ok1"), event("bad", properties={"note": "\x00"}), event("ok2")],
+        params={"partial": "true"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "properties.note")]

@@ -12,8 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagloop import __version__, logs
+from tagloop.api import ratelimit
+from tagloop.api.body import BodyGuard, Bounds, Refused
 from tagloop.api.responses import JSON
-from tagloop.errors import TagloopError
+from tagloop.errors import RateLimited, TagloopError
 from tagloop.ingest.canonical import CanonicalEvent
 from tagloop.metrics import HTTP_SECONDS
 from tagloop.plugins import manager
@@ -24,7 +26,10 @@ log = logs.get("tagloop.api")
 DESCRIPTION = """\
 tagloop keeps a profile for every business entity, computes tags on them and turns tags
 into action. Authenticate with `Authorization: Bearer <API key>` (create one with
-`tagloop keys create NAME --role admin`). Errors are JSON objects with `code` and `message`.
+`tagloop keys create NAME --role admin`), or sign in at `POST /v1/session` for a session
+cookie (then send `X-CSRF-Token` on changes). Errors are JSON objects with `code` and
+`message`. Every authenticated response carries `RateLimit-Limit`, `RateLimit-Remaining`
+and `RateLimit-Reset`; past the limit the answer is 429 with `Retry-After` (seconds).
 """
 
 
@@ -42,8 +47,22 @@ def create_app(runtime: Runtime) -> FastAPI:
             app.include_router(router)
     _install_openapi(app)
     _install_error_handlers(app)
+    # Before `_install_middleware`: the body guard must be the inner middleware, so that
+    # what it raises reaches the route as is (the outer one reads bodies in a task group,
+    # which would wrap it in an exception group).
+    _install_limits(app, runtime)
     _install_middleware(app)
     return app
+
+
+def _install_limits(app: FastAPI, runtime: Runtime) -> None:
+    """Body bounds for every route, and the rate limiter `tagloop.api.auth.require` uses."""
+    limits = Bounds.of(runtime.workspace.project.limits.bodies)
+    app.state.bounds = limits
+    app.add_middleware(BodyGuard, limits=limits)
+    app.state.ratelimits = rates = ratelimit.for_runtime(runtime)
+    if rates is not None:
+        app.router.on_shutdown.append(rates.limiter.aclose)
 
 
 def from_environment() -> FastAPI:
@@ -73,7 +92,14 @@ def error_response(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TagloopError)
     async def tagloop_error(request: Request, exc: TagloopError) -> JSON:
+        if exc.status == 401:
+            # Failed authentications draw from their client address's bucket.
+            exc = await ratelimit.failed_authentication(request) or exc
         headers = {"WWW-Authenticate": 'Bearer realm="tagloop"'} if exc.status == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
+        elif exc.status == 408:
+            headers = {"Connection": "close"}  # the rest of the body is not awaited
         if exc.status >= 500:
             log.warning("request failed", path=request.url.path, error=exc.message)
         return error_response(exc.status, exc.as_dict(), headers)
@@ -93,6 +119,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
+        if isinstance(exc, Refused):  # a body refused while FastAPI read it
+            return await tagloop_error(request, exc.error)
         codes = {404: "not_found", 405: "method_not_allowed"}
         return error_response(
             exc.status_code,
@@ -142,6 +170,9 @@ def _install_middleware(app: FastAPI) -> None:
             response = await call_next(request)
             status = response.status_code
             response.headers["X-Request-Id"] = request.state.request_id
+            decision = getattr(request.state, "ratelimit", None)
+            if decision is not None:  # every response to a rate-limited caller, errors too
+                response.headers.update(decision.headers())
             return response
         finally:
             elapsed = time.perf_counter() - started

@@ -84,6 +84,6 @@ def decode_cursor(cursor: str) -> str:
         value = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeError):
         value = ""
-    if not value:
+    if not value or "\x00" in value:
         raise ValidationFailed("invalid cursor: pass next_cursor from the previous page")
     return value

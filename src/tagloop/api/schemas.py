@@ -165,6 +165,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "the key lacks the permission"},
     413: {"model": ErrorBody, "description": "body or batch too large"},
     415: {"model": ErrorBody, "description": "unsupported Content-Type or Content-Encoding"},
+    429: {
+        "model": ErrorBody,
+        "description": "rate limit reached; retry after the Retry-After header's seconds",
+    },
     503: {"model": ErrorBody, "description": "database unavailable; retry later"},
 }
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -172,5 +176,6 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: ERRORS[401],
     403: ERRORS[403],
     404: {"model": ErrorBody, "description": "no such entity type, entity or tag"},
+    429: ERRORS[429],
     503: ERRORS[503],
 }

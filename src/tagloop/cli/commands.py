@@ -9,7 +9,7 @@ from tagloop.hookspecs import hookimpl
 
 @hookimpl
 def tagloop_cli_commands(app: typer.Typer) -> None:
-    from tagloop.cli import data, demo, keys, serve, tagging, workspace
+    from tagloop.cli import audit, data, demo, keys, serve, tagging, users, workspace
 
     workspace.register(app)
     serve.register(app)
@@ -17,3 +17,5 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
     data.register(app)
     tagging.register(app)
     app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
+    app.add_typer(users.app, name="users", help="Add, list and disable users of the web UI.")
+    audit.register(app)

@@ -42,10 +42,24 @@ def register(app: typer.Typer) -> None:
                     f"({stats.lines} lines; {stats.guest_lines} guest-checkout lines without "
                     "a CustomerID have no customer to attach to and were not loaded)"
                 )
-            for key in demo_data.bootstrap_keys(rt):
-                err.print(
-                    f"API key [bold]{key.name}[/] ({', '.join(key.roles)}): {key.secret}"
-                    "  <- shown once; store it now"
-                )
+            _credentials(demo_data.bootstrap(rt))
         finally:
             rt.close()
+
+
+def _credentials(made: demo_data.Credentials) -> None:
+    admin = demo_data.ADMIN_USER
+    if made.admin_password is None:
+        err.print(f"admin user exists (a new password: tagloop users passwd {admin})")
+    else:
+        err.print(
+            f"admin user [bold]{admin}[/] password: {made.admin_password}"
+            "  <- shown once; store it now",
+            highlight=False,
+        )
+    key = made.ingest_key
+    if key is not None:
+        err.print(
+            f"API key [bold]{key.name}[/] ({', '.join(key.roles)}): {key.secret}"
+            "  <- shown once; store it now"
+        )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from tagloop.api.auth import ROLES
+from tagloop import audit
+from tagloop.api.permissions import PII_READ, assignable, check_roles
 from tagloop.api.render import ts
 from tagloop.cli.context import workspace_dir
 from tagloop.cli.output import err, out
@@ -14,7 +15,7 @@ from tagloop.store import keys as key_store
 from tagloop.store.db import Database
 from tagloop.store.migrate import upgrade
 from tagloop.timeutil import now_us, parse_duration
-from tagloop.workspace import load_workspace
+from tagloop.workspace import Workspace, load_workspace
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,41 +26,79 @@ def _db(ctx: typer.Context) -> Database:
     return db
 
 
+def roles_and_types(
+    workspace: Workspace, roles: list[str], pii: bool, entity_types: list[str]
+) -> tuple[list[str], list[str] | None]:
+    """Checked ``--role`` (plus ``pii:read`` for ``--pii``) and ``--entity-type`` values
+    (shared with ``tagloop users``)."""
+    try:
+        checked = check_roles([*roles, PII_READ] if pii else roles)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from None
+    for name in entity_types:
+        if name not in workspace.dictionary:
+            raise ValidationFailed(f"--entity-type: {workspace.dictionary.unknown(name)}")
+    return checked, sorted(set(entity_types)) or None
+
+
 @app.command()
 def create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="What the key is for, e.g. 'erp-sync'."),
-    role: list[str] = typer.Option(..., "--role", "-r", help=f"One of {', '.join(ROLES)}."),
+    role: list[str] = typer.Option(
+        ..., "--role", "-r", help=f"One of {', '.join(assignable())} (repeatable)."
+    ),
+    entity_type: list[str] = typer.Option(
+        [], "--entity-type", "-e", help="Restrict the key to this entity type (repeatable)."
+    ),
+    pii: bool = typer.Option(False, "--pii", help="Let the key read PII fields unmasked."),
     expires: str | None = typer.Option(None, help="Lifetime such as 90d; default: none."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the key."),
 ) -> None:
     """Create an API key. The key is printed once and stored only as a hash."""
-    unknown = [r for r in role if r not in ROLES]
-    if unknown:
-        raise ValidationFailed(f"unknown role(s) {unknown}; roles: {', '.join(ROLES)}")
+    workspace = load_workspace(workspace_dir(ctx))
+    roles, types = roles_and_types(workspace, role, pii, entity_type)
     try:
         expires_at = now_us() + parse_duration(expires) if expires else None
     except ValueError as exc:
         raise ValidationFailed(f"--expires: {exc}") from exc
-    db = _db(ctx)
+    db = Database(workspace.database_url)
+    upgrade(db)
     with db.write() as conn:
-        key = key_store.create(conn, name, list(role), now_us(), expires_at)
+        key = key_store.create(conn, name, roles, now_us(), expires_at, entity_types=types)
+        audit.record(
+            db,
+            conn,
+            actor=audit.Actor.cli(),
+            action="key.create",
+            target_type="key",
+            target_id=key.id,
+            after={
+                "name": key.name,
+                "prefix": key.prefix,
+                "roles": roles,
+                "entity_types": types,
+                "expires_at": expires_at,
+            },
+        )
     if quiet:
         print(key.secret)
         return
     out.print(key.secret, markup=False)
     err.print(
-        f"key {key.prefix}… for {name!r} with roles {', '.join(role)}: shown once, store it now"
+        f"key {key.prefix}… for {key.name!r} with roles {', '.join(roles)}"
+        + (f" for {', '.join(types)} only" if types else "")
+        + ": shown once, store it now"
     )
 
 
 @app.command("list")
 def list_keys(ctx: typer.Context) -> None:
-    """List keys (prefix, name, roles, state); never the keys themselves."""
+    """List keys (prefix, name, roles, entity types, state); never the keys themselves."""
     db = _db(ctx)
     with db.read() as conn:
         rows = key_store.listing(conn)
-    table = Table("prefix", "name", "roles", "created", "expires", "state")
+    table = Table("prefix", "name", "roles", "entity types", "created", "expires", "state")
     now = now_us()
     for row in rows:
         state = (
@@ -71,6 +110,7 @@ def list_keys(ctx: typer.Context) -> None:
             row.prefix,
             row.name,
             ", ".join(row.roles),
+            ", ".join(row.entity_types) if row.entity_types is not None else "all",
             ts(row.created_at),
             ts(row.expires_at) or "-",
             state,
@@ -83,6 +123,19 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="Key prefi
     """Revoke a key; it stops working at once."""
     db = _db(ctx)
     with db.write() as conn:
-        if not key_store.revoke(conn, prefix, now_us()):
+        keys = key_store.active(conn, prefix)
+        now = now_us()
+        if not key_store.revoke(conn, prefix, now):
             raise NotFound(f"no active key with prefix or id {prefix!r}")
+        for key in keys:
+            audit.record(
+                db,
+                conn,
+                actor=audit.Actor.cli(),
+                action="key.revoke",
+                target_type="key",
+                target_id=key.id,
+                before={"name": key.name, "prefix": key.prefix, "revoked_at": None},
+                after={"name": key.name, "prefix": key.prefix, "revoked_at": now},
+            )
     out.print(f"revoked {prefix}")

@@ -75,7 +75,16 @@ def register(app: typer.Typer) -> None:
                 port=bind_port,
                 access_log=False,
                 log_level="warning",
+                # Bounds on slow or oversized clients (docs/security.md): idle keep-alive
+                # connections close after 30 s; request headers must arrive within 10 s
+                # and fit in 64 KiB (this protocol); bodies have limits.bodies.read_timeout.
+                # No limit_concurrency: it counts idle keep-alive connections too, so any
+                # value low enough to matter would refuse well-behaved pooled clients.
                 timeout_keep_alive=30,
+                http="tagloop.api.server:BoundedHttpToolsProtocol",
+                # The client address and scheme from X-Forwarded-* only via these proxies.
+                proxy_headers=True,
+                forwarded_allow_ips=",".join(settings.trusted_proxies),
             )
         if writer.exitcode not in (None, 0, -signal.SIGTERM):
             raise StorageError(f"the writer process failed (exit code {writer.exitcode})")

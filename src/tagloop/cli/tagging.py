@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from tagloop.audit import Actor
 from tagloop.cli.context import open_runtime
 from tagloop.cli.output import err, out, plain, rejections, why
 from tagloop.engine import batch, duck, imports
@@ -113,6 +114,7 @@ def import_tag(
             now=rt.clock(),
             mode="merge" if mode == "merge" else "replace",
             valid_for=valid_for,
+            actor=Actor.cli(),
         )
     finally:
         rt.close()

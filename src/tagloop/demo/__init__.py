@@ -20,10 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tagloop.audit import Actor, record
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
 from tagloop.store import keys as key_store
 from tagloop.store import settings
+from tagloop.store import users as user_store
 from tagloop.store.keys import NewKey
 from tagloop.timeutil import now_us, time_text, to_us, zone
 
@@ -184,13 +186,47 @@ def load(
     return stats
 
 
-def bootstrap_keys(rt: Runtime) -> list[NewKey]:
-    """An admin key and an ingest key, the first time only (shown once, stored hashed)."""
+ADMIN_USER = "admin"
+INGEST_KEY = "local-ingest"
+
+
+@dataclass
+class Credentials:
+    """What the first `bootstrap` created: shown once, stored only as hashes."""
+
+    admin_password: str | None = None  # None: the admin user existed already
+    ingest_key: NewKey | None = None
+
+
+def bootstrap(rt: Runtime) -> Credentials:
+    """An admin user with a random password and a local ingest key, the first time only:
+    nothing of the server is open without a credential, not even on localhost."""
+    made = Credentials()
+    actor = Actor.cli()
     with rt.db.write() as conn:
-        if key_store.listing(conn):
-            return []
         now = now_us()
-        return [
-            key_store.create(conn, "demo-admin", ["admin"], now),
-            key_store.create(conn, "demo-ingest", ["ingest"], now),
-        ]
+        if not user_store.listing(conn):
+            made.admin_password = user_store.random_password()
+            user = user_store.create(conn, ADMIN_USER, made.admin_password, ["admin"], now)
+            record(
+                rt.db,
+                conn,
+                actor=actor,
+                action="user.create",
+                target_type="user",
+                target_id=user.id,
+                after={"username": user.username, "roles": user.roles, "entity_types": None},
+            )
+        if not key_store.listing(conn):
+            key = key_store.create(conn, INGEST_KEY, ["ingest"], now)
+            made.ingest_key = key
+            record(
+                rt.db,
+                conn,
+                actor=actor,
+                action="key.create",
+                target_type="key",
+                target_id=key.id,
+                after={"name": key.name, "prefix": key.prefix, "roles": key.roles},
+            )
+    return made

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
+from tagloop import audit
 from tagloop.engine.evaluator import Engine, Touched
 from tagloop.engine.plans import ActiveTag
 from tagloop.store import entities as entity_store
 from tagloop.store import tags as tag_store
 from tagloop.store import timers as timer_store
 from tagloop.store.db import Database
-from tagloop.store.tables import tag_assignments
+from tagloop.store.tables import tag_assignments, tag_versions
+from tagloop.store.tables import tags as tag_table
 from tagloop.store.tags import TagChange
 from tagloop.timeutil import now_us
 from tagloop.workspace import Workspace
@@ -34,11 +37,16 @@ class SyncResult:
     retired: list[str] = field(default_factory=list)
 
 
-def sync(db: Database, workspace: Workspace) -> SyncResult:
-    """Record new versions and retire removed tags; does not recompute (see `recompute`)."""
+def sync(db: Database, workspace: Workspace, *, actor: audit.Actor | None = None) -> SyncResult:
+    """Record new versions and retire removed tags; does not recompute (see `recompute`).
+
+    Each new version (``tag.version``) and retirement (``tag.retire``) is audited, by
+    ``actor`` (default `Actor.system`), with the definitions before and after."""
+    actor = actor or audit.Actor.system()
     now = now_us()
     result = SyncResult(active=[])
     with db.write() as conn:
+        changed: list[tuple[str, str, Any, Any]] = []  # action, tag, before, after
         for definition in workspace.tags.values():
             version = tag_store.sync_definition(
                 db,
@@ -54,12 +62,50 @@ def sync(db: Database, workspace: Workspace) -> SyncResult:
             result.active.append(active)
             if version.changed:
                 result.new_versions.append(active)
+                before = _version(conn, definition.name, version.version - 1)
+                after = _version(conn, definition.name, version.version)
+                changed.append(("tag.version", definition.name, before, after))
         for name in sorted(set(tag_store.active_definitions(conn)) - set(workspace.tags)):
+            changed.append(("tag.retire", name, _version(conn, name, None), None))
             tag_store.retire(conn, name, now)
             result.retired.append(name)
+        for action, name, before, after in changed:  # last: see `audit.record`
+            audit.record(
+                db,
+                conn,
+                actor=actor,
+                action=action,
+                target_type="tag",
+                target_id=name,
+                before=before,
+                after=after,
+            )
     for name in result.retired:
         _remove_all(db, name)
     return result
+
+
+def _version(conn: Connection, tag: str, version: int | None) -> dict[str, Any] | None:
+    """A stored version of a tag's definition (the current one if ``version`` is None)."""
+    query = select(
+        tag_versions.c.version,
+        tag_versions.c.definition,
+        tag_versions.c.workspace_revision,
+    ).where(tag_versions.c.tag == tag)
+    if version is None:
+        query = query.join(tag_table, tag_table.c.name == tag_versions.c.tag).where(
+            tag_versions.c.version == tag_table.c.version
+        )
+    else:
+        query = query.where(tag_versions.c.version == version)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return {
+        "version": row.version,
+        "definition": row.definition,
+        "revision": row.workspace_revision,
+    }
 
 
 def recompute(

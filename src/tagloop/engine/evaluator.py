@@ -9,6 +9,7 @@ it), and (4) computes when each entity's tags may next change with time alone.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -292,11 +293,19 @@ def _expire(key: EntityKey, ctx: EntityContext, now: int) -> list[TagChange]:
 
 
 def same(a: Any, c: Any) -> bool:
-    """Value equality as stored: 3 and 3.0 are the same value, lists compare by items."""
+    """Value equality as stored: 3 and 3.0 are the same value, lists compare by items, and
+    numbers within a relative 1e-12 are the same (a database sums doubles in its own order,
+    the stream exactly: an average may differ in its last bits, which is not a change).
+
+    >>> same(3, 3.0), same(0.1 + 0.2, 0.3), same(True, 1), same([1, "a"], (1.0, "a"))
+    (True, True, False, True)
+    """
     if isinstance(a, list | tuple) and isinstance(c, list | tuple):
         return len(a) == len(c) and all(same(x, y) for x, y in zip(a, c, strict=True))
     if isinstance(a, bool) or isinstance(c, bool):
         return a is c or (isinstance(a, bool) and isinstance(c, bool) and a == c)
+    if isinstance(a, float | int) and isinstance(c, float | int):
+        return a == c or math.isclose(a, c, rel_tol=1e-12)
     return bool(a == c)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tagloop import audit
 from tagloop.dictionary.types import BadValue, check_value
 from tagloop.engine.evaluator import Engine, Touched, same
 from tagloop.engine.plans import ActiveTag
@@ -153,9 +154,14 @@ def apply(
     now: int,
     mode: Mode = "replace",
     valid_for: str | None = None,
+    actor: audit.Actor | None = None,
 ) -> None:
     """Write ``values`` as the tag's assignments, in short transactions of `CHUNK`
-    entities, and re-evaluate the computed tags that read the tag."""
+    entities, and re-evaluate the computed tags that read the tag.
+
+    Each transaction that changes assignments appends a ``tag.import`` audit record by
+    ``actor`` (default `Actor.system`) with the values before and after."""
+    actor = actor or audit.Actor.system()
     entity_type = tag.definition.entity
     period = valid_for or tag.definition.spec.valid_for
     try:
@@ -181,8 +187,9 @@ def apply(
                     changes.append(change)
             tag_store.apply(db, conn, changes)
             _propagate(db, conn, engine, tag, rows, now, report)
+            _audit(db, conn, actor, tag, changes, where, mode)
     if mode == "replace":
-        _remove_missing(db, engine, tag, set(ids), now, report)
+        _remove_missing(db, engine, tag, set(ids), now, report, actor, where)
 
 
 def _change(
@@ -223,8 +230,45 @@ def _change(
     )
 
 
+def _audit(
+    db: Database,
+    conn: Any,
+    actor: audit.Actor,
+    tag: ActiveTag,
+    changes: list[TagChange],
+    where: str,
+    mode: Mode,
+) -> None:
+    """One audit record for the changes of one transaction: values by entity id."""
+    if not changes:
+        return
+    before = {c.entity_id: c.previous for c in changes if c.change != "assigned"}
+    audit.record(
+        db,
+        conn,
+        actor=actor,
+        action="tag.import",
+        target_type="tag",
+        target_id=tag.name,
+        before={"values": before} if before else None,
+        after={
+            "values": {c.entity_id: c.value for c in changes},
+            "upload": where,
+            "mode": mode,
+            "expires": time_text(changes[0].expires) if changes[0].expires else None,
+        },
+    )
+
+
 def _remove_missing(
-    db: Database, engine: Engine, tag: ActiveTag, kept: set[str], now: int, report: ImportReport
+    db: Database,
+    engine: Engine,
+    tag: ActiveTag,
+    kept: set[str],
+    now: int,
+    report: ImportReport,
+    actor: audit.Actor,
+    where: str,
 ) -> None:
     entity_type = tag.definition.entity
     with db.read() as conn:
@@ -255,6 +299,7 @@ def _remove_missing(
             report.removed += len(changes)
             tag_store.apply(db, conn, changes)
             _propagate(db, conn, engine, tag, rows, now, report)
+            _audit(db, conn, actor, tag, changes, where, "replace")
 
 
 def _propagate(

@@ -112,6 +112,10 @@ class Ingestor:
     def _problems(self, event: Event) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         dictionary = self.workspace.dictionary
+        nul = _nul_field(event)
+        if nul is not None:
+            # PostgreSQL cannot store U+0000 in text or JSON; refuse it on every backend
+            problems.append((nul, "contains a NUL character (U+0000), which cannot be stored"))
         for name, value in (("id", event.id), ("type", event.type), ("entity.id", event.entity_id)):
             if not value or len(value) > 255:
                 problems.append((name, "must be 1 to 255 characters"))
@@ -257,3 +261,50 @@ def _split(messages: list[str]) -> list[tuple[str, str]]:
         name, _, reason = message.partition(": ")
         out.append((name, reason))
     return out
+
+
+def _nul_field(event: Event) -> str | None:
+    """The first field of ``event`` holding a NUL character (in a key or a string value).
+
+    >>> from tagloop.ingest.event import Event
+    >>> _nul_field(Event(id="e1", type="order", entity_type="customer", entity_id="c1",
+    ...     time=0, properties={"note": {"text": "a\\x00b"}}))
+    'properties.note.text'
+    """
+    for name, value in (
+        ("id", event.id),
+        ("type", event.type),
+        ("entity.type", event.entity_type),
+        ("entity.id", event.entity_id),
+    ):
+        if "\x00" in value:
+            return name
+    nested: tuple[tuple[str, Any], ...] = (
+        ("related", event.related),
+        ("properties", event.properties),
+        ("attributes", event.attributes),
+        ("context", event.context),
+    )
+    for name, part in nested:
+        found = _nul_in(part, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path
+            found = _nul_in(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 import uuid_utils
 from sqlalchemy import Connection, Row, select, update
 
+from tagloop.errors import ValidationFailed
+from tagloop.names import check_label
 from tagloop.store.tables import api_keys
 
 KEY_PREFIX = "tl_"
@@ -26,16 +29,38 @@ class NewKey:
     prefix: str
     secret: str  # the full key; never stored, shown once
     roles: list[str]
+    entity_types: list[str] | None = None
 
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def check_name(name: str) -> str:
+    """A key name in NFC form: visible text, no control or format characters.
+
+    >>> check_name("erp-sync")
+    'erp-sync'
+    """
+    try:
+        return check_label(unicodedata.normalize("NFC", name), "key name")
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from None
+
+
 def create(
-    conn: Connection, name: str, roles: list[str], now: int, expires_at: int | None = None
+    conn: Connection,
+    name: str,
+    roles: list[str],
+    now: int,
+    expires_at: int | None = None,
+    *,
+    entity_types: list[str] | None = None,
 ) -> NewKey:
-    """Create a key; the returned `NewKey.secret` is the only copy of the full key."""
+    """Create a key; the returned `NewKey.secret` is the only copy of the full key.
+
+    ``entity_types`` restricts what the key sees (None: every type)."""
+    name = check_name(name)
     body = secrets.token_urlsafe(32)
     secret = f"{KEY_PREFIX}{body}"
     prefix = secret[:11]
@@ -49,9 +74,10 @@ def create(
             roles=roles,
             created_at=now,
             expires_at=expires_at,
+            entity_types=entity_types,
         )
     )
-    return NewKey(key_id, name, prefix, secret, roles)
+    return NewKey(key_id, name, prefix, secret, roles, entity_types)
 
 
 def find(conn: Connection, secret: str) -> Row[Any] | None:
@@ -62,6 +88,15 @@ def listing(conn: Connection) -> list[Row[Any]]:
     return list(conn.execute(select(api_keys).order_by(api_keys.c.created_at)))
 
 
+def active(conn: Connection, prefix_or_id: str) -> list[Row[Any]]:
+    """The unrevoked keys with this prefix or id (what `revoke` would revoke)."""
+    query = select(api_keys).where(
+        (api_keys.c.prefix == prefix_or_id) | (api_keys.c.id == prefix_or_id),
+        api_keys.c.revoked_at.is_(None),
+    )
+    return list(conn.execute(query))
+
+
 def revoke(conn: Connection, prefix_or_id: str, now: int) -> bool:
     stmt = (
         update(api_keys)
@@ -70,5 +105,22 @@ def revoke(conn: Connection, prefix_or_id: str, now: int) -> bool:
             api_keys.c.revoked_at.is_(None),
         )
         .values(revoked_at=now)
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
+def set_limits(conn: Connection, prefix_or_id: str, rate: float | None, burst: int | None) -> bool:
+    """Give a key its own rate limit over its roles' (``rate`` requests per second, bursts
+    of ``burst``; None keeps the role's); both None removes it. Servers apply a change
+    within 10 seconds (`tagloop.api.ratelimit`)."""
+    if rate is not None and not rate > 0:
+        raise ValidationFailed(f"rate must be more than 0 requests per second, not {rate}")
+    if burst is not None and burst < 1:
+        raise ValidationFailed(f"burst must be at least 1, not {burst}")
+    limits = {k: v for k, v in (("rate", rate), ("burst", burst)) if v is not None} or None
+    stmt = (
+        update(api_keys)
+        .where((api_keys.c.prefix == prefix_or_id) | (api_keys.c.id == prefix_or_id))
+        .values(limits=limits)
     )
     return bool(conn.execute(stmt).rowcount)

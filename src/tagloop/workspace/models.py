@@ -7,6 +7,7 @@ One model per file kind: `ProjectFile` (tagloop.yaml), `EntityFile` (entities/*.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,6 +58,20 @@ class ServerSettings(Strict):
     # One process by default: on SQLite a second process invalidates the first's page
     # cache on every commit, costing more than it gains (docs/benchmarks.md).
     workers: int = Field(default=1, ge=1, le=64)
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For / -Proto headers
+    # are believed; from anyone else they are ignored, or a client could choose the
+    # address that sign-in throttling, rate limits and the audit log see.
+    trusted_proxies: list[str] = ["127.0.0.1"]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class EngineSettings(Strict):
@@ -71,6 +86,71 @@ class EngineSettings(Strict):
         return value
 
 
+class RateSpec(Strict):
+    """A token bucket: ``rate`` requests per second sustained, up to ``burst`` at once."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+# Defaults for an embedded server, chosen so that normal use never meets them and only a
+# runaway client does. An ingest key's 100 requests/s in batches of 500 is 50,000 events/s,
+# more than one server commits (docs/benchmarks.md), so the server, not the limiter, is
+# what bounds a well-behaved sender; what gets slowed is one event per request in a tight
+# loop or a retry storm. Reading keys: a script or a dashboard does a few requests per
+# second, a page load a few dozen at once, hence 50/s with bursts of 100.
+DEFAULT_ROLE_LIMITS: dict[str, RateSpec] = {
+    "admin": RateSpec(rate=50, burst=100),
+    "viewer": RateSpec(rate=50, burst=100),
+    "ingest": RateSpec(rate=100, burst=200),
+}
+
+
+class BodyLimits(Strict):
+    # Bodies of every endpoint except event ingestion and tag uploads, which have their
+    # own, larger limit (ingest.max_body_bytes).
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Well below orjson's own limit (1024) and Python's recursion limit, so no code that
+    # walks a value recursively can be made to fail by nesting.
+    max_json_depth: int = Field(default=64, ge=2, le=512)
+    # Any array inside a body; the top-level list of events or records of an upload is
+    # bounded by its endpoint instead (ingest.max_batch_events, the body size).
+    max_array_length: int = Field(default=10_000, ge=1)
+    # The whole body must have arrived within this time (408 otherwise): a client that
+    # trickles bytes cannot keep a request open.
+    read_timeout: str = "60s"
+
+    @field_validator("read_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("read_timeout must be longer than 0s")
+        return value
+
+
+class LimitSettings(Strict):
+    enabled: bool = True
+    redis_url: str | None = None  # shared buckets for several server processes
+    default: RateSpec = RateSpec(rate=50, burst=100)  # roles not listed under `roles`
+    roles: dict[str, RateSpec] = DEFAULT_ROLE_LIMITS
+    # Per client address, taken by each request that fails authentication.
+    anonymous: RateSpec = RateSpec(rate=1, burst=20)
+    bodies: BodyLimits = BodyLimits()
+
+    @field_validator("roles")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, RateSpec]) -> dict[str, RateSpec]:
+        # Listing one role keeps the defaults of the others.
+        return {**DEFAULT_ROLE_LIMITS, **value}
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value
+
+
 class ProjectFile(Strict):
     """``tagloop.yaml``."""
 
@@ -80,6 +160,7 @@ class ProjectFile(Strict):
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
+    limits: LimitSettings = LimitSettings()
     profile_events: int = Field(default=20, ge=0, le=1000)
 
     @field_validator("timezone")

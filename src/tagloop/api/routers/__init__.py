@@ -9,6 +9,15 @@ from tagloop.hookspecs import hookimpl
 
 @hookimpl
 def tagloop_api_routers() -> list[APIRouter]:
-    from tagloop.api.routers import entities, events, health, segment, tags
+    from tagloop.api.routers import admin, audit, entities, events, health, segment, session, tags
 
-    return [health.router, events.router, segment.router, entities.router, tags.router]
+    return [
+        health.router,
+        events.router,
+        segment.router,
+        entities.router,
+        tags.router,
+        audit.router,
+        session.router,
+        admin.router,
+    ]

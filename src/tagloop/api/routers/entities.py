@@ -8,11 +8,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from tagloop.api import render
+from tagloop.api.actor import request_actor
 from tagloop.api.auth import require, runtime
+from tagloop.api.permissions import Principal, check_tag, check_type
+from tagloop.api.pii import Redactor, audit_read
 from tagloop.api.schemas import READ_ERRORS, EntityOut, EntityPage, Explanation
+from tagloop.audit import Actor
 from tagloop.engine.explain import explain
 from tagloop.errors import NotFound, ValidationFailed
-from tagloop.names import suggest
 from tagloop.runtime import Runtime
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
@@ -21,25 +24,33 @@ from tagloop.store import tags as tag_store
 router = APIRouter(tags=["entities"])
 
 
-def _check_type(rt: Runtime, entity_type: str) -> None:
-    if entity_type not in rt.workspace.dictionary:
-        raise NotFound(rt.workspace.dictionary.unknown(entity_type))
+def _redactor(rt: Runtime, principal: Principal) -> Redactor:
+    return Redactor(rt.workspace, reveal=principal.reads_pii)
 
 
-def _profile(rt: Runtime, entity_type: str, entity_id: str, events: int) -> dict[str, Any]:
-    _check_type(rt, entity_type)
+def _profile(
+    rt: Runtime, who: tuple[Principal, Actor], entity_type: str, entity_id: str, events: int
+) -> dict[str, Any]:
+    principal, actor = who
+    check_type(rt.workspace, principal, entity_type)
+    pii = _redactor(rt, principal)
     with rt.db.read() as conn:
         row = entity_store.get(conn, entity_type, entity_id)
         if row is None:
             raise NotFound(f"no {entity_type} with id {entity_id!r}")
-        body = render.entity(row)
-        body["tags"] = [render.assignment(a) for a in tag_store.for_entity(conn, row.type, row.id)]
+        body = pii.entity(render.entity(row))
+        body["tags"] = [
+            pii.assignment(row.type, render.assignment(a))
+            for a in tag_store.for_entity(conn, row.type, row.id)
+        ]
         body["events"] = [
-            render.event(e) for e in event_store.recent(conn, row.type, row.id, events)
+            pii.event(render.event(e)) for e in event_store.recent(conn, row.type, row.id, events)
         ]
         body["tag_history"] = [
-            render.tag_change(h) for h in tag_store.history(conn, row.type, row.id, limit=events)
+            pii.tag_change(row.type, render.tag_change(h))
+            for h in tag_store.history(conn, row.type, row.id, limit=events)
         ]
+    audit_read(rt.db, actor, pii, entity_type, entity_id)
     return body
 
 
@@ -54,23 +65,29 @@ async def get_entity(
     entity_type: str = Path(max_length=100),
     entity_id: str = Path(max_length=255),
     events: int | None = Query(None, ge=0, le=1000, description="how many recent events"),
-    _: object = require("entities:read"),
+    principal: Principal = require("entities:read"),
 ) -> Any:
     """Attributes, current tags (with value, source, since and evidence), the most recent
-    events and tag changes."""
+    events and tag changes. PII fields are masked as ``"***"`` without ``pii:read``."""
     rt = runtime(request)
     limit = rt.workspace.project.profile_events if events is None else events
-    return await run_in_threadpool(_profile, rt, entity_type, entity_id, limit)
+    who = (principal, request_actor(request))
+    return await run_in_threadpool(_profile, rt, who, entity_type, entity_id, limit)
 
 
 def _page(
-    rt: Runtime, entity_type: str, tag: str | None, limit: int, cursor: str | None
+    rt: Runtime,
+    who: tuple[Principal, Actor],
+    entity_type: str,
+    tag: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
-    _check_type(rt, entity_type)
+    principal, actor = who
+    check_type(rt.workspace, principal, entity_type)
     if tag is not None:
-        definition = rt.workspace.tags.get(tag)
-        if definition is None:
-            raise NotFound(f"unknown tag {tag!r}" + suggest(tag, rt.workspace.tags))
+        check_tag(rt.workspace, principal, tag)
+        definition = rt.workspace.tags[tag]
         if definition.entity != entity_type:
             raise ValidationFailed(f"tag {tag!r} applies to {definition.entity}, not {entity_type}")
     after = render.decode_cursor(cursor) if cursor else None
@@ -78,8 +95,12 @@ def _page(
         rows = entity_store.page(conn, entity_type, tag=tag, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
+    pii = _redactor(rt, principal)
+    items = [pii.entity(render.entity(r)) for r in rows]
+    # One audit record for the page, naming the first entity shown (the cursor's start).
+    audit_read(rt.db, actor, pii, entity_type, f"page from {rows[0].id}" if rows else "")
     return {
-        "items": [render.entity(r) for r in rows],
+        "items": items,
         "next_cursor": render.encode_cursor(rows[-1].id) if more and rows else None,
     }
 
@@ -96,15 +117,24 @@ async def list_entities(
     tag: str | None = Query(None, max_length=255, description="only entities holding this tag"),
     limit: int = Query(50, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=2000, description="next_cursor of a page"),
-    _: object = require("entities:read"),
+    principal: Principal = require("entities:read"),
 ) -> Any:
-    """Entities of a type ordered by id, with cursor pagination."""
-    return await run_in_threadpool(_page, runtime(request), entity_type, tag, limit, cursor)
+    """Entities of a type ordered by id, with cursor pagination. PII fields are masked as
+    ``"***"`` without ``pii:read``."""
+    who = (principal, request_actor(request))
+    return await run_in_threadpool(_page, runtime(request), who, entity_type, tag, limit, cursor)
 
 
-def _explain(rt: Runtime, entity_type: str, entity_id: str, tag: str) -> dict[str, Any]:
-    _check_type(rt, entity_type)
-    return explain(rt.db, rt.engine, rt.active, entity_type, entity_id, tag)
+def _explain(
+    rt: Runtime, who: tuple[Principal, Actor], entity_type: str, entity_id: str, tag: str
+) -> dict[str, Any]:
+    principal, actor = who
+    check_type(rt.workspace, principal, entity_type)
+    check_tag(rt.workspace, principal, tag)
+    pii = _redactor(rt, principal)
+    body = pii.explanation(explain(rt.db, rt.engine, rt.active, entity_type, entity_id, tag))
+    audit_read(rt.db, actor, pii, entity_type, entity_id)
+    return body
 
 
 @router.get(
@@ -118,9 +148,11 @@ async def explain_tag(
     entity_type: str = Path(max_length=100),
     entity_id: str = Path(max_length=255),
     tag: str = Path(max_length=255),
-    _: object = require("entities:read"),
+    principal: Principal = require("entities:read"),
 ) -> Any:
     """Why the entity has the tag, or has not: the stored assignment with the evidence
     recorded when it was assigned, and the rule evaluated now with every value it read
-    (for a streak, the aggregates of each counted period)."""
-    return await run_in_threadpool(_explain, runtime(request), entity_type, entity_id, tag)
+    (for a streak, the aggregates of each counted period). Values read from PII fields
+    are masked as ``"***"`` without ``pii:read``."""
+    who = (principal, request_actor(request))
+    return await run_in_threadpool(_explain, runtime(request), who, entity_type, entity_id, tag)

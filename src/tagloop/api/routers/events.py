@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from tagloop.api.auth import Principal, require, runtime
-from tagloop.api.body import read_limited
+from tagloop.api.body import bounds, read_limited
+from tagloop.api.permissions import restrict_batch
 from tagloop.api.responses import JSON
 from tagloop.api.schemas import ERRORS, IngestResult
 from tagloop.errors import PayloadTooLarge, UnsupportedMediaType
@@ -53,7 +54,12 @@ def formats() -> dict[str, IngestFormat]:
 
 
 def run_batch(
-    rt: Runtime, fmt: IngestFormat, items: bodies.Items, ctx: ParseContext, partial: bool
+    rt: Runtime,
+    fmt: IngestFormat,
+    items: bodies.Items,
+    ctx: ParseContext,
+    partial: bool,
+    principal: Principal,
 ) -> dict[str, Any]:
     """Parse, check and commit on a worker thread (CPU and database work)."""
     limit = rt.workspace.project.ingest.max_event_bytes
@@ -74,6 +80,7 @@ def run_batch(
     batch.events.extend((positions[i], event) for i, event in parsed.events)
     for r in parsed.rejections:
         batch.reject(positions[r.index], r.field, r.reason)
+    restrict_batch(batch, rt.workspace.dictionary, principal)
     return rt.ingestor.ingest(batch, partial=partial).as_dict()
 
 
@@ -106,7 +113,9 @@ async def post_events(
         )
     raw = await read_limited(request, settings.max_body_bytes)
     raw = bodies.decompress(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
-    items = bodies.items(raw, media if fmt.name == "canonical" else "application/json")
+    items = bodies.items(
+        raw, media if fmt.name == "canonical" else "application/json", bounds=bounds(request).json
+    )
     if len(items.values) > settings.max_batch_events:
         raise PayloadTooLarge(
             f"batch of {len(items.values)} events exceeds the limit of "
@@ -115,6 +124,6 @@ async def post_events(
     ctx = ParseContext(
         started, rt.workspace.timezone, fmt.name if fmt.name != "canonical" else "api"
     )
-    result = await run_in_threadpool(run_batch, rt, fmt, items, ctx, partial)
+    result = await run_in_threadpool(run_batch, rt, fmt, items, ctx, partial, principal)
     INGEST_SECONDS.labels(ctx.source).observe((now_us() - started) / 1e6)
     return JSON(result)

@@ -12,8 +12,10 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from tagloop.api.auth import authorize, credential, runtime, verify
-from tagloop.api.body import read_limited
+from tagloop.api import ratelimit
+from tagloop.api.auth import Principal, authorize, require, runtime, verify
+from tagloop.api.body import bounds, read_limited
+from tagloop.api.permissions import restrict_batch
 from tagloop.api.responses import JSON
 from tagloop.api.schemas import ERRORS, SegmentResult
 from tagloop.errors import PayloadTooLarge, ValidationFailed
@@ -43,27 +45,34 @@ def _ingest(
     sizes: list[int],
     ctx: ParseContext,
     partial: bool,
+    principal: Principal,
 ) -> dict[str, Any]:
     batch = Batch()
     segment.to_events(messages, kinds, batch, ctx, batch_context, sizes)
+    restrict_batch(batch, rt.workspace.dictionary, principal)
     outcome = rt.ingestor.ingest(batch, partial=partial)
     return {"success": True, **outcome.as_dict()}
 
 
-async def _handle(request: Request, kind: str | None, partial: bool) -> JSON:
+async def _handle(
+    request: Request, kind: str | None, partial: bool, principal: Principal | None
+) -> JSON:
     started = now_us()
     rt = runtime(request)
     limit = segment.MAX_BATCH_BYTES if kind is None else segment.MAX_EVENT_BYTES
     raw = await read_limited(request, limit)
     raw = bodies.decompress(raw, request.headers.get("content-encoding"), limit)
-    payload = bodies.parse_json(raw) if raw.strip() else None
+    payload = bodies.parse_json(raw, bounds(request).json) if raw.strip() else None
     if not isinstance(payload, dict):
         raise ValidationFailed("the body must be a JSON object")
-    write_key = payload.get("writeKey")
-    principal = await run_in_threadpool(
-        verify, rt, credential(request) or (write_key if isinstance(write_key, str) else None)
-    )
-    authorize(principal, "events:write")
+    if principal is None:  # no credential in the headers: Segment's writeKey in the body
+        write_key = payload.get("writeKey")
+        principal = await run_in_threadpool(
+            verify, rt, write_key if isinstance(write_key, str) else None
+        )
+        request.state.principal = principal
+        await ratelimit.check(request, principal)
+        authorize(principal, "events:write")
     if kind is None:
         messages = payload.get("batch")
         if not isinstance(messages, list):
@@ -92,7 +101,7 @@ async def _handle(request: Request, kind: str | None, partial: bool) -> JSON:
         ws.project.ingest.segment.group_entity,
     )
     result = await run_in_threadpool(
-        _ingest, rt, messages, kinds, context or {}, sizes, ctx, partial
+        _ingest, rt, messages, kinds, context or {}, sizes, ctx, partial, principal
     )
     INGEST_SECONDS.labels("segment").observe((now_us() - started) / 1e6)
     return JSON(result)
@@ -102,8 +111,9 @@ def _endpoint(kind: str | None) -> Any:
     async def endpoint(
         request: Request,
         partial: bool = Query(False, description="commit the valid messages, report the rest"),
+        principal: Principal | None = require("events:write", key_in_body=True),
     ) -> JSON:
-        return await _handle(request, kind, partial)
+        return await _handle(request, kind, partial, principal)
 
     name = kind or "batch"
     endpoint.__name__ = f"segment_{name}"

@@ -13,13 +13,15 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from tagloop.api import render
+from tagloop.api.actor import request_actor
 from tagloop.api.auth import require, runtime
-from tagloop.api.body import read_limited
+from tagloop.api.body import Bounds, read_limited
+from tagloop.api.permissions import Principal, check_tag
 from tagloop.api.schemas import ERRORS, READ_ERRORS, ImportResult, TagDetail, TagList
+from tagloop.audit import Actor
 from tagloop.engine import imports
-from tagloop.errors import NotFound, UnsupportedMediaType, ValidationFailed
+from tagloop.errors import UnsupportedMediaType, ValidationFailed
 from tagloop.ingest import body as bodies
-from tagloop.names import suggest
 from tagloop.runtime import Runtime
 from tagloop.sources import files
 from tagloop.store import tags as tag_store
@@ -55,15 +57,14 @@ def _describe(rt: Runtime, counts: dict[str, int]) -> list[dict[str, Any]]:
     return out
 
 
-def _list(rt: Runtime) -> dict[str, Any]:
+def _list(rt: Runtime, principal: Principal) -> dict[str, Any]:
     with rt.db.read() as conn:
         counts = tag_store.counts(conn)
-    return {"items": _describe(rt, counts)}
+    return {"items": [t for t in _describe(rt, counts) if principal.can_see(t["entity"])]}
 
 
-def _detail(rt: Runtime, name: str) -> dict[str, Any]:
-    if name not in rt.workspace.tags:
-        raise NotFound(f"unknown tag {name!r}" + suggest(name, rt.workspace.tags))
+def _detail(rt: Runtime, principal: Principal, name: str) -> dict[str, Any]:
+    check_tag(rt.workspace, principal, name)
     with rt.db.read() as conn:
         counts = tag_store.counts(conn)
         versions = conn.execute(
@@ -86,9 +87,10 @@ def _detail(rt: Runtime, name: str) -> dict[str, Any]:
 
 
 @router.get("/v1/tags", response_model=TagList, responses=READ_ERRORS, summary="List tags")
-async def list_tags(request: Request, _: object = require("tags:read")) -> Any:
-    """Every tag definition of the workspace with its version and current count."""
-    return await run_in_threadpool(_list, runtime(request))
+async def list_tags(request: Request, principal: Principal = require("tags:read")) -> Any:
+    """Every tag definition of the workspace with its version and current count (for a
+    principal restricted to entity types, the tags of those types)."""
+    return await run_in_threadpool(_list, runtime(request), principal)
 
 
 @router.get(
@@ -98,17 +100,19 @@ async def list_tags(request: Request, _: object = require("tags:read")) -> Any:
     summary="Get a tag definition",
 )
 async def get_tag(
-    request: Request, name: str = Path(max_length=255), _: object = require("tags:read")
+    request: Request,
+    name: str = Path(max_length=255),
+    principal: Principal = require("tags:read"),
 ) -> Any:
     """One tag with all its stored versions."""
-    return await run_in_threadpool(_detail, runtime(request), name)
+    return await run_in_threadpool(_detail, runtime(request), principal, name)
 
 
 UPLOAD_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/json": "json"}
 
 
 def _import(
-    rt: Runtime, name: str, raw: bytes, media: str, options: dict[str, Any]
+    rt: Runtime, name: str, raw: bytes, media: str, options: dict[str, Any], actor: Actor
 ) -> dict[str, Any]:
     tag = imports.imported_tag(rt.active, name)
     fmt = UPLOAD_TYPES[media]
@@ -116,8 +120,9 @@ def _import(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationFailed(f"the body is not UTF-8 text ({exc.reason})") from None
+    bounds = Bounds.of(rt.workspace.project.limits.bodies).json
     records: Iterable[files.Record] = (
-        _json_records(text) if fmt == "json" else files.read_text(text, fmt)  # type: ignore[arg-type]
+        _json_records(text, bounds) if fmt == "json" else files.read_text(text, fmt)  # type: ignore[arg-type]
     )
     report = imports.ImportReport()
     values = imports.parse(
@@ -139,17 +144,20 @@ def _import(
         now=rt.clock(),
         mode=options["mode"],
         valid_for=options["valid_for"],
+        actor=actor,
     )
     return dataclasses.asdict(report)
 
 
-def _json_records(text: str) -> list[files.Record]:
+def _json_records(text: str, bounds: bodies.JsonBounds | None = None) -> list[files.Record]:
     try:
         items = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ValidationFailed(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    if bounds is not None:  # the records' number is bounded by the body size only
+        bodies.check_bounds(items, bounds, top_exempt=True)
     if not isinstance(items, list):
         raise ValidationFailed(
             'a JSON upload is an array of objects such as {"id": "c1", "value": "A"}'
@@ -177,11 +185,13 @@ async def import_tag(
     valid_for: str | None = Query(None, max_length=20, description="e.g. 30d"),
     id_column: str = Query("id", max_length=255),
     value_column: str = Query("value", max_length=255),
-    _: object = require("tags:write"),
+    principal: Principal = require("tags:write"),
 ) -> Any:
     """Entity ids and values as CSV (``text/csv``, with a header), NDJSON or a JSON array.
     Records that do not fit are reported by line and skipped; the rest is applied."""
     rt = runtime(request)
+    if principal.entity_types is not None:
+        check_tag(rt.workspace, principal, name)
     media = bodies.media_type(request.headers.get("content-type"))
     if media not in UPLOAD_TYPES:
         raise UnsupportedMediaType(
@@ -199,4 +209,5 @@ async def import_tag(
         "id_column": id_column,
         "value_column": value_column,
     }
-    return await run_in_threadpool(_import, rt, name, raw, media, options)
+    actor = request_actor(request)
+    return await run_in_threadpool(_import, rt, name, raw, media, options, actor)

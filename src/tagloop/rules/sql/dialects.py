@@ -135,6 +135,7 @@ class Dialect(ABC):
 
 class SQLite(Dialect):
     group_first_rows = True
+
     # Read with one JSON parse: json_type/json_extract on the column and path together.
     @staticmethod
     def _path(path: tuple[str, ...]) -> exp.Expr:

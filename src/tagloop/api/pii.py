@@ -1,0 +1,160 @@
+"""Masking of personal data (fields declared ``pii: true``) in API responses.
+
+A principal without ``pii:read`` gets ``"***"`` in place of every PII value that is not
+null: in profile attributes, in the attributes and properties of events, in the values a
+tag's evidence shows and in the values of tags computed from PII attributes. The key stays,
+so a client can tell "masked" from "absent". A principal with ``pii:read`` gets the values,
+and the read is written to the audit log (``pii.read``) by the endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from tagloop.audit import Actor, record
+from tagloop.store.db import Database
+from tagloop.workspace import Workspace
+
+MASK = "***"
+
+# Names in an evidence key such as ``name``, ``last(order.email)`` or ``days_since(signup)``.
+_NAME = re.compile(r"[^\W\d][\w]*(?:\.[^\W\d][\w]*)?")
+
+
+class Redactor:
+    """Masks (or, with ``reveal``, passes) PII in rendered payloads, remembering which PII
+    fields were present so that a revealing read can be audited."""
+
+    def __init__(self, workspace: Workspace, *, reveal: bool) -> None:
+        self.workspace = workspace
+        self.reveal = reveal
+        self.seen: set[str] = set()  # "customer.name", "order.email" ...
+
+    def attribute_fields(self, entity_type: str) -> frozenset[str]:
+        found = self.workspace.dictionary.get(entity_type)
+        return found.pii_fields if found is not None else frozenset()
+
+    def property_fields(self, entity_type: str, event_type: str) -> frozenset[str]:
+        found = self.workspace.dictionary.get(entity_type)
+        spec = found.spec.events.get(event_type) if found is not None else None
+        if spec is None:
+            return frozenset()
+        return frozenset(name for name, f in spec.properties.items() if f.pii)
+
+    def _values(self, values: Any, fields: Iterable[str], prefix: str) -> Any:
+        if not isinstance(values, dict):
+            return values
+        hit = [f for f in fields if values.get(f) is not None]
+        if not hit:
+            return values
+        self.seen.update(f"{prefix}.{f}" for f in hit)
+        return values if self.reveal else {**values, **dict.fromkeys(hit, MASK)}
+
+    def _sensitive(self, entity_type: str, text: str) -> bool:
+        """Whether an evidence key (a rule's text) reads a PII attribute or property."""
+        attributes = self.attribute_fields(entity_type)
+        for name in _NAME.findall(text):
+            head, _, tail = name.partition(".")
+            if not tail and head in attributes:
+                return True
+            if tail and (
+                tail in self.property_fields(entity_type, head)
+                or tail in self.attribute_fields(head)
+            ):
+                return True
+        return False
+
+    def _mask(self, entity_type: str, label: str, value: Any) -> Any:
+        if value is None:
+            return None
+        self.seen.add(f"{entity_type}.{label}")
+        return value if self.reveal else MASK
+
+    def evidence(self, entity_type: str, evidence: Any) -> Any:
+        if not isinstance(evidence, dict) or not isinstance(evidence.get("values"), dict):
+            return evidence
+        return {**evidence, "values": self.evaluated(entity_type, evidence["values"])}
+
+    def evaluated(self, entity_type: str, values: dict[str, Any]) -> dict[str, Any]:
+        """The values a rule looked at, keyed by their text."""
+        return {
+            key: self._mask(entity_type, key, value) if self._sensitive(entity_type, key) else value
+            for key, value in values.items()
+        }
+
+    def _tag_reads_pii(self, tag: str) -> bool:
+        definition = self.workspace.tags.get(tag)
+        if definition is None or definition.value is None:
+            return False
+        return bool(definition.value.deps.attributes & self.attribute_fields(definition.entity))
+
+    def tag_value(self, entity_type: str, tag: str, value: Any) -> Any:
+        return self._mask(entity_type, f"tag:{tag}", value) if self._tag_reads_pii(tag) else value
+
+    # Rendered payloads (tagloop.api.render), masked in place of a copy.
+
+    def entity(self, body: dict[str, Any]) -> dict[str, Any]:
+        fields = self.attribute_fields(body["type"])
+        return {**body, "attributes": self._values(body["attributes"], fields, body["type"])}
+
+    def event(self, body: dict[str, Any]) -> dict[str, Any]:
+        entity_type = body["entity"]["type"]
+        properties = self.property_fields(entity_type, body["type"])
+        return {
+            **body,
+            "attributes": self._values(
+                body["attributes"], self.attribute_fields(entity_type), entity_type
+            ),
+            "properties": self._values(body["properties"], properties, body["type"]),
+        }
+
+    def assignment(self, entity_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **body,
+            "value": self.tag_value(entity_type, body["tag"], body["value"]),
+            "evidence": self.evidence(entity_type, body["evidence"]),
+        }
+
+    def tag_change(self, entity_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **body,
+            "value": self.tag_value(entity_type, body["tag"], body["value"]),
+            "previous": self.tag_value(entity_type, body["tag"], body["previous"]),
+        }
+
+    def explanation(self, body: dict[str, Any]) -> dict[str, Any]:
+        entity_type, tag = body["entity"]["type"], body["tag"]
+        stored = body["assignment"]
+        if stored is not None:
+            stored = {
+                **stored,
+                "value": self.tag_value(entity_type, tag, stored["value"]),
+                "evidence": self.evidence(entity_type, stored["evidence"]),
+            }
+        now = {
+            **body["now"],
+            "value": self.tag_value(entity_type, tag, body["now"]["value"]),
+            "values": self.evaluated(entity_type, body["now"]["values"]),
+        }
+        return {**body, "assignment": stored, "now": now}
+
+
+def audit_read(
+    db: Database, actor: Actor, redactor: Redactor, entity_type: str, target_id: str
+) -> None:
+    """Record that a principal with ``pii:read`` was shown PII (nothing if none was
+    shown). Written before the response leaves: an unrecorded read fails instead."""
+    if not redactor.reveal or not redactor.seen:
+        return
+    with db.write() as conn:
+        record(
+            db,
+            conn,
+            actor=actor,
+            action="pii.read",
+            target_type=entity_type,
+            target_id=target_id,
+            after={"fields": sorted(redactor.seen)},
+        )
