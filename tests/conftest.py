@@ -15,12 +15,17 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from tagloop import logs
 from tagloop.api.app import create_app
 from tagloop.runtime import Runtime
 from tagloop.store import keys as key_store
 from tagloop.store.tables import metadata
 from tagloop.timeutil import now_us
 from tests import services
+
+# The server's log set-up (tracebacks formatted as plain text): structlog's default renders
+# them with rich and every local variable, which takes minutes for a large request.
+logs.configure(fmt="console")
 
 PG_ADMIN = os.environ.get("TAGLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from fastapi.responses import JSONResponse
 
 
-class JSON(Response):
+class JSON(JSONResponse):
+    # A JSONResponse (not a bare Response), so that FastAPI documents each route's return
+    # type as its response schema in the OpenAPI document.
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

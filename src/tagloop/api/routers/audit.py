@@ -91,7 +91,9 @@ TARGET_TYPE = Query(None, max_length=100, description="only targets of this type
 TARGET_ID = Query(None, max_length=255, description="only this target")
 SINCE = Query(None, max_length=40, description="from this time on (ISO 8601, inclusive)")
 UNTIL = Query(None, max_length=40, description="before this time (ISO 8601, exclusive)")
-AFTER = Query(None, ge=0, description="only records with a greater seq (the `next` cursor)")
+AFTER = Query(
+    None, ge=0, le=2**63 - 1, description="only records with a greater seq (the `next` cursor)"
+)
 
 
 @router.get(
