@@ -180,3 +180,29 @@ def test_demo_credentials_are_made_once(tmp_path: Path) -> None:
             assert client.get("/v1/tags").status_code == 401  # nothing open, not even here
     finally:
         rt.close()
+
+
+def test_keys_limit_sets_a_key_s_own_rate_limit(ws: Path, capsys) -> None:
+    code, secret, _ = run(capsys, "-w", str(ws), "keys", "create", "erp", "-r", "viewer", "-q")
+    assert code == 0
+    secret = secret.strip()
+    prefix = secret[:11]
+    code, out, _ = run(
+        capsys, "-w", str(ws), "keys", "limit", prefix, "--rate", "2", "--burst", "3"
+    )
+    assert code == 0, out
+    code, _, err = run(capsys, "-w", str(ws), "keys", "limit", "tl_nosuchkey", "--rate", "2")
+    assert code != 0 and "no active key" in err
+    rt = Runtime.open(ws)
+    try:
+        with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+            headers = {"Authorization": f"Bearer {secret}"}
+            assert client.get("/v1/tags", headers=headers).headers["RateLimit-Limit"] == "3"
+        with rt.db.read() as conn:
+            rows = conn.execute(sa.select(audit_log).where(audit_log.c.action == "key.limit"))
+            (record,) = list(rows)
+        assert record.after["limits"] == {"rate": 2.0, "burst": 3}
+    finally:
+        rt.close()
+    code, _, _ = run(capsys, "-w", str(ws), "keys", "limit", prefix)  # back to the roles'
+    assert code == 0

@@ -139,3 +139,33 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="Key prefi
                 after={"name": key.name, "prefix": key.prefix, "revoked_at": now},
             )
     out.print(f"revoked {prefix}")
+
+
+@app.command()
+def limit(
+    ctx: typer.Context,
+    prefix: str = typer.Argument(..., help="Key prefix or id."),
+    rate: float | None = typer.Option(None, help="Requests per second for this key."),
+    burst: int | None = typer.Option(None, help="Requests at once before the rate applies."),
+) -> None:
+    """Give a key its own rate limit over its roles' (neither option: back to the roles').
+    Running servers apply it within 10 seconds."""
+    db = _db(ctx)
+    with db.write() as conn:
+        keys = key_store.active(conn, prefix)
+        if not keys:
+            raise NotFound(f"no active key with prefix or id {prefix!r}")
+        key_store.set_limits(conn, prefix, rate, burst)
+        after = {k: v for k, v in (("rate", rate), ("burst", burst)) if v is not None} or None
+        for key in keys:
+            audit.record(
+                db,
+                conn,
+                actor=audit.Actor.cli(),
+                action="key.limit",
+                target_type="key",
+                target_id=key.id,
+                before={"name": key.name, "prefix": key.prefix, "limits": key.limits},
+                after={"name": key.name, "prefix": key.prefix, "limits": after},
+            )
+    out.print(f"{prefix}: " + (f"{after}" if after else "the limits of its roles"))
