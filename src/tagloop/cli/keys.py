@@ -8,6 +8,7 @@ from rich.table import Table
 from tagloop import audit
 from tagloop.api.permissions import PII_READ, assignable, check_roles
 from tagloop.api.render import ts
+from tagloop.audit import identities
 from tagloop.cli.context import workspace_dir
 from tagloop.cli.output import err, out
 from tagloop.errors import NotFound, ValidationFailed
@@ -65,21 +66,8 @@ def create(
     db = Database(workspace.database_url)
     upgrade(db)
     with db.write() as conn:
-        key = key_store.create(conn, name, roles, now_us(), expires_at, entity_types=types)
-        audit.record(
-            db,
-            conn,
-            actor=audit.Actor.cli(),
-            action="key.create",
-            target_type="key",
-            target_id=key.id,
-            after={
-                "name": key.name,
-                "prefix": key.prefix,
-                "roles": roles,
-                "entity_types": types,
-                "expires_at": expires_at,
-            },
+        key = identities.create_key(
+            db, conn, audit.Actor.cli(), name, roles, now_us(), expires_at, entity_types=types
         )
     if quiet:
         print(key.secret)
@@ -123,21 +111,7 @@ def revoke(ctx: typer.Context, prefix: str = typer.Argument(..., help="Key prefi
     """Revoke a key; it stops working at once."""
     db = _db(ctx)
     with db.write() as conn:
-        keys = key_store.active(conn, prefix)
-        now = now_us()
-        if not key_store.revoke(conn, prefix, now):
-            raise NotFound(f"no active key with prefix or id {prefix!r}")
-        for key in keys:
-            audit.record(
-                db,
-                conn,
-                actor=audit.Actor.cli(),
-                action="key.revoke",
-                target_type="key",
-                target_id=key.id,
-                before={"name": key.name, "prefix": key.prefix, "revoked_at": None},
-                after={"name": key.name, "prefix": key.prefix, "revoked_at": now},
-            )
+        identities.revoke_key(db, conn, audit.Actor.cli(), prefix, now_us())
     out.print(f"revoked {prefix}")
 
 

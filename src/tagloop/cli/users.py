@@ -10,6 +10,7 @@ from rich.table import Table
 from tagloop import audit
 from tagloop.api.permissions import assignable
 from tagloop.api.render import ts
+from tagloop.audit import identities
 from tagloop.cli.context import workspace_dir
 from tagloop.cli.keys import roles_and_types
 from tagloop.cli.output import err, out
@@ -70,15 +71,8 @@ def add(
     roles, types = roles_and_types(workspace, role, pii, entity_type)
     password, generated = _password(password_stdin)
     with db.write() as conn:
-        user = user_store.create(conn, username, password, roles, now_us(), types)
-        audit.record(
-            db,
-            conn,
-            actor=audit.Actor.cli(),
-            action="user.create",
-            target_type="user",
-            target_id=user.id,
-            after={"username": user.username, "roles": roles, "entity_types": types},
+        user = identities.create_user(
+            db, conn, audit.Actor.cli(), username, password, roles, now_us(), types
         )
     if generated:
         _show(user.username, password)

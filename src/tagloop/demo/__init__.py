@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tagloop.audit import Actor, record
+from tagloop.audit import Actor, identities
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
 from tagloop.store import keys as key_store
@@ -207,26 +207,9 @@ def bootstrap(rt: Runtime) -> Credentials:
         now = now_us()
         if not user_store.listing(conn):
             made.admin_password = user_store.random_password()
-            user = user_store.create(conn, ADMIN_USER, made.admin_password, ["admin"], now)
-            record(
-                rt.db,
-                conn,
-                actor=actor,
-                action="user.create",
-                target_type="user",
-                target_id=user.id,
-                after={"username": user.username, "roles": user.roles, "entity_types": None},
+            identities.create_user(
+                rt.db, conn, actor, ADMIN_USER, made.admin_password, ["admin"], now
             )
         if not key_store.listing(conn):
-            key = key_store.create(conn, INGEST_KEY, ["ingest"], now)
-            made.ingest_key = key
-            record(
-                rt.db,
-                conn,
-                actor=actor,
-                action="key.create",
-                target_type="key",
-                target_id=key.id,
-                after={"name": key.name, "prefix": key.prefix, "roles": key.roles},
-            )
+            made.ingest_key = identities.create_key(rt.db, conn, actor, INGEST_KEY, ["ingest"], now)
     return made

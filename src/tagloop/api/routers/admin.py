@@ -17,7 +17,7 @@ from tagloop.api.actor import request_actor
 from tagloop.api.auth import require, runtime
 from tagloop.api.permissions import ADMIN, check_roles
 from tagloop.api.schemas import ERRORS, READ_ERRORS
-from tagloop.audit import Actor, record
+from tagloop.audit import Actor, identities, record
 from tagloop.errors import NotFound, ValidationFailed
 from tagloop.runtime import Runtime
 from tagloop.store import keys as key_store
@@ -133,21 +133,8 @@ def _create_key(rt: Runtime, actor: Actor, body: KeyIn) -> dict[str, Any]:
     now = now_us()
     expires_at = now + lifetime if lifetime else None
     with rt.db.write() as conn:
-        key = key_store.create(conn, body.name, body.roles, now, expires_at, entity_types=types)
-        record(
-            rt.db,
-            conn,
-            actor=actor,
-            action="key.create",
-            target_type="key",
-            target_id=key.id,
-            after={
-                "name": key.name,
-                "prefix": key.prefix,
-                "roles": key.roles,
-                "entity_types": types,
-                "expires_at": expires_at,
-            },
+        key = identities.create_key(
+            rt.db, conn, actor, body.name, body.roles, now, expires_at, entity_types=types
         )
         row = key_store.find(conn, key.secret)
     return {**_key(row, now), "key": key.secret}
@@ -156,20 +143,7 @@ def _create_key(rt: Runtime, actor: Actor, body: KeyIn) -> dict[str, Any]:
 def _revoke_key(rt: Runtime, actor: Actor, prefix: str) -> None:
     now = now_us()
     with rt.db.write() as conn:
-        found = key_store.active(conn, prefix)
-        if not found or not key_store.revoke(conn, prefix, now):
-            raise NotFound(f"no active key with prefix or id {prefix!r}")
-        for row in found:
-            record(
-                rt.db,
-                conn,
-                actor=actor,
-                action="key.revoke",
-                target_type="key",
-                target_id=row.id,
-                before={"name": row.name, "prefix": row.prefix, "revoked_at": None},
-                after={"name": row.name, "prefix": row.prefix, "revoked_at": now},
-            )
+        identities.revoke_key(rt.db, conn, actor, prefix, now)
 
 
 def _create_user(rt: Runtime, actor: Actor, body: UserIn) -> dict[str, Any]:
@@ -177,15 +151,8 @@ def _create_user(rt: Runtime, actor: Actor, body: UserIn) -> dict[str, Any]:
     password = body.password or user_store.random_password()
     now = now_us()
     with rt.db.write() as conn:
-        user = user_store.create(conn, body.username, password, body.roles, now, types)
-        record(
-            rt.db,
-            conn,
-            actor=actor,
-            action="user.create",
-            target_type="user",
-            target_id=user.id,
-            after={"username": user.username, "roles": user.roles, "entity_types": types},
+        user = identities.create_user(
+            rt.db, conn, actor, body.username, password, body.roles, now, types
         )
         row = user_store.by_id(conn, user.id)
     return {**_user(row, now), "password": None if body.password else password}
