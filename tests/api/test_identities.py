@@ -390,10 +390,14 @@ def test_sign_in_throttling_per_username(client: TestClient, rt: Runtime) -> Non
         assert response.status_code == 401
     locked = client.post("/v1/session", json={"username": "ana", "password": PASSWORD})
     assert locked.status_code == 429, locked.text  # even the right password, for now
+    assert locked.json()["code"] == "login_throttled"
+    # The client is told when to come back: the first lock lasts LOCK_BASE_US.
+    assert 1 <= int(locked.headers["Retry-After"]) <= user_store.LOCK_BASE_US // 1_000_000
     for _ in range(user_store.LOCK_AFTER):
         client.post("/v1/session", json={"username": "ghost", "password": "bad guess"})
     ghost = client.post("/v1/session", json={"username": "ghost", "password": PASSWORD})
     assert ghost.status_code == 429 and ghost.json() == locked.json()  # no hint it exists
+    assert ghost.headers["Retry-After"] == locked.headers["Retry-After"]
     with rt.db.read() as conn:
         row = user_store.get(conn, "ana")
     assert row is not None and row.failed_logins == user_store.LOCK_AFTER
@@ -415,6 +419,7 @@ def test_sign_in_throttling_per_client_address(client: TestClient, rt: Runtime) 
         client.post("/v1/session", json={"username": f"u{index}", "password": "bad guess"})
     response = client.post("/v1/session", json={"username": "ana", "password": PASSWORD})
     assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= user_store.LOCK_BASE_US // 1_000_000
 
 
 def test_sign_in_input_is_checked(client: TestClient) -> None:

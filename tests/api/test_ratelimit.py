@@ -116,20 +116,24 @@ def test_a_key_of_several_roles_gets_the_most_generous(client: TestClient, rt: R
     assert response.headers["RateLimit-Limit"] == "200"  # ingest's 100/s, bursts of 200
 
 
-def test_a_keys_own_limits_beat_its_roles(client: TestClient, rt: Runtime) -> None:
-    generous = bearer(rt, "viewer")
-    set_key_limits(rt, generous, {"rate": 1000, "burst": 500})
-    statuses = {client.get("/v1/tags", headers=generous).status_code for _ in range(10)}
-    assert statuses == {200}
-    assert client.get("/v1/tags", headers=generous).headers["RateLimit-Limit"] == "500"
+def test_a_keys_own_limits_beat_its_roles(rt: Runtime) -> None:
+    app = create_app(rt)
+    app.state.ratelimits = ratelimit.for_runtime(rt, clock=lambda: 1000.0)  # no refill
+    generous, strict = bearer(rt, "viewer"), bearer(rt, "admin")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        set_key_limits(rt, generous, {"rate": 1000, "burst": 500})
+        statuses = {client.get("/v1/tags", headers=generous).status_code for _ in range(10)}
+        assert statuses == {200}
+        assert client.get("/v1/tags", headers=generous).headers["RateLimit-Limit"] == "500"
 
-    strict = bearer(rt, "admin")  # admin default: bursts of 100
-    set_key_limits(rt, strict, {"rate": None, "burst": 2})  # the rate stays the role's
-    assert [client.get("/v1/tags", headers=strict).status_code for _ in range(3)] == [
-        200,
-        200,
-        429,
-    ]
+        set_key_limits(rt, strict, {"rate": None, "burst": 2})  # admin's rate, bursts of 2
+        assert [client.get("/v1/tags", headers=strict).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+        # 1 token short at admin's 50/s: back within a second.
+        assert client.get("/v1/tags", headers=strict).headers["Retry-After"] == "1"
 
 
 def test_invalid_stored_limits_fall_back_to_the_roles(client: TestClient, rt: Runtime) -> None:

@@ -59,21 +59,19 @@ def verify(rt: Runtime, secret: str | None) -> Principal:
     """Look the key up; raise 401 for a missing, unknown, revoked or expired key."""
     if not secret:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    with rt.db.read() as conn:
-        row = key_store.find(conn, secret)
+    row = key_store.grant(rt.db, secret)
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("invalid or revoked API key")
     if row.expires_at is not None and row.expires_at <= now_us():
         raise Unauthenticated("API key expired")
     types = frozenset(row.entity_types) if row.entity_types is not None else None
-    return Principal(row.id, row.name, tuple(row.roles), types, "key")
+    return Principal(row.id, row.name, tuple(row.roles), types, "key", row.limits)
 
 
 def session_principal(rt: Runtime, token: str) -> tuple[Principal, str]:
     """The user of a session cookie and the session's CSRF token; 401 for a tampered,
     unknown, expired or signed-out session, or a disabled user."""
-    with rt.db.read() as conn:
-        row = session_store.find(conn, token, now_us())
+    row = session_store.grant(rt.db, token, now_us())
     if row is None:
         raise Unauthenticated("invalid or expired session: sign in again")
     types = frozenset(row.entity_types) if row.entity_types is not None else None
@@ -106,7 +104,13 @@ def require(permission: str, *, key_in_body: bool = False) -> Any:
         rt = runtime(request)
         if key_in_body and not credential(request) and SESSION_COOKIE not in request.cookies:
             return None
-        principal = await run_in_threadpool(authenticate, rt, request)
+        if rt.db.is_sqlite:
+            # On SQLite the lookup (one indexed read, never blocked by writers under WAL)
+            # takes less time than handing it to a worker thread and back (~0.2 ms, and
+            # 1 ms at p95 when both cores are busy), so it runs on the event loop.
+            principal = authenticate(rt, request)
+        else:
+            principal = await run_in_threadpool(authenticate, rt, request)
         request.state.principal = principal
         await ratelimit.check(request, principal)  # 429 when the caller's bucket is empty
         authorize(principal, permission)

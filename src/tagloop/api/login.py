@@ -20,7 +20,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-from tagloop.errors import TagloopError, Unauthenticated
+from tagloop.errors import RateLimited, Unauthenticated
 from tagloop.runtime import Runtime
 from tagloop.store import sessions as session_store
 from tagloop.store import users as user_store
@@ -31,8 +31,9 @@ IP_LOCK_AFTER = 20
 FAILED = "invalid username or password"
 
 
-class LoginThrottled(TagloopError):
-    status = 429
+class LoginThrottled(RateLimited):
+    """429 with ``Retry-After``: the seconds until the lock ends."""
+
     code = "login_throttled"
 
 
@@ -101,7 +102,7 @@ class SignedIn:
 
 def _refuse(locked_until: int, now: int) -> LoginThrottled:
     seconds = max(1, -(-(locked_until - now) // 1_000_000))
-    return LoginThrottled(f"too many failed sign-ins; try again in {seconds} s")
+    return LoginThrottled(f"too many failed sign-ins; try again in {seconds} s", seconds)
 
 
 def sign_in(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tagloop.dictionary import Dictionary
 from tagloop.errors import NotFound
@@ -85,6 +86,7 @@ class Principal:
     roles: tuple[str, ...]
     entity_types: frozenset[str] | None = None  # None: every entity type
     kind: str = "key"
+    limits: Any = None  # a key's own rate limit (``api_keys.limits``), if it has one
 
     def permissions(self) -> frozenset[str]:
         granted: set[str] = set()

@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from tagloop import logs
 from tagloop.errors import RateLimited
 from tagloop.metrics import RATELIMIT_FALLBACKS, RATELIMIT_REJECTED
-from tagloop.store.tables import api_keys
 from tagloop.workspace.models import LimitSettings, RateSpec
 
 if TYPE_CHECKING:
@@ -323,27 +320,21 @@ def subject(principal: Any) -> tuple[str, str | None]:
 class RateLimits:
     """What rate applies to whom, over a `Limiter`.
 
-    ``key_limits(key_id)`` reads a key's own limits (``api_keys.limits``); what it returns
-    is kept for ``cache_seconds``, so a changed limit applies within that time.
+    A key's own limits (``api_keys.limits``) come with its principal, read with the key
+    on every request, so a changed limit applies at once.
     """
 
     def __init__(
         self,
         settings: LimitSettings,
         limiter: Limiter,
-        key_limits: Callable[[str], Any] | None = None,
-        *,
-        cache_seconds: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limiter = limiter
         self.default = Rate.of(settings.default)
         self.roles = {name: Rate.of(spec) for name, spec in settings.roles.items()}
         self.anonymous = Rate.of(settings.anonymous)
-        self._key_limits = key_limits
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[str, tuple[float, Any]] = {}
+        # Invalid stored limits are logged once per key and process, not per request.
+        self._warned: set[str] = set()
 
     def for_roles(self, roles: tuple[str, ...] | list[str]) -> Rate:
         """The most generous rate among ``roles`` (a role not configured has the default).
@@ -357,30 +348,20 @@ class RateLimits:
         rates = [self.roles.get(role, self.default) for role in roles] or [self.default]
         return max(rates, key=lambda r: (r.rate, r.burst))
 
-    async def rate_for(self, principal: Any) -> tuple[str, Rate]:
+    def rate_for(self, principal: Any) -> tuple[str, Rate]:
         bucket, key_id = subject(principal)
         rate = self.for_roles(tuple(getattr(principal, "roles", ())))
-        if key_id is not None and self._key_limits is not None:
-            rate = _override(await self._stored(key_id), rate)
+        stored = getattr(principal, "limits", None)
+        if key_id is not None and stored is not None:
+            own = _override(stored, rate)
+            if own is rate and key_id not in self._warned and len(self._warned) < 10_000:
+                self._warned.add(key_id)
+                log.warning("ignoring invalid key limits", key_id=key_id, limits=stored)
+            rate = own
         return bucket, rate
 
-    async def _stored(self, key_id: str) -> Any:
-        now = self._clock()
-        cached = self._cache.get(key_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        assert self._key_limits is not None
-        value = await run_in_threadpool(self._key_limits, key_id)
-        if value is not None and _override(value, self.default) is self.default:
-            # Once per read of the row, not per request.
-            log.warning("ignoring invalid key limits", key_id=key_id, limits=value)
-        if len(self._cache) > 10_000:  # keys come and go; a bound, not an LRU
-            self._cache.clear()
-        self._cache[key_id] = (now + self._cache_seconds, value)
-        return value
-
     async def take(self, principal: Any) -> tuple[Decision, Rate]:
-        bucket, rate = await self.rate_for(principal)
+        bucket, rate = self.rate_for(principal)
         return await self.limiter.take(bucket, rate), rate
 
     async def take_address(self, address: str) -> Decision:
@@ -410,14 +391,6 @@ def _override(stored: Any, base: Rate) -> Rate:
     return base
 
 
-def _key_limits_reader(rt: Runtime) -> Callable[[str], Any]:
-    def read(key_id: str) -> Any:
-        with rt.db.read() as conn:
-            return conn.execute(select(api_keys.c.limits).where(api_keys.c.id == key_id)).scalar()
-
-    return read
-
-
 def for_runtime(rt: Runtime, *, clock: Callable[[], float] | None = None) -> RateLimits | None:
     """The limits of ``rt``'s workspace (None when ``limits.enabled`` is false).
 
@@ -433,7 +406,7 @@ def for_runtime(rt: Runtime, *, clock: Callable[[], float] | None = None) -> Rat
     if url:
         database = hashlib.sha256(rt.workspace.database_url.encode()).hexdigest()[:16]
         limiter = RedisLimiter(url, prefix=f"tagloop:rl:{database}:", fallback=local)
-    return RateLimits(settings, limiter, _key_limits_reader(rt))
+    return RateLimits(settings, limiter)
 
 
 def _limits(request: Request) -> RateLimits | None:

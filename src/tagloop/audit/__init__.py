@@ -12,11 +12,11 @@ import getpass
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
-from tagloop.audit.chain import GENESIS, digest, normalize
+from tagloop.audit.chain import FIELDS, GENESIS, digest, normalize
 from tagloop.audit.verify import VerifyReport, verify
-from tagloop.store.db import Database
+from tagloop.store.db import Database, dump_json
 from tagloop.store.tables import audit_log
 from tagloop.timeutil import now_us
 
@@ -90,11 +90,11 @@ def record(
     """
     if not db.is_sqlite:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    last = conn.execute(
-        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-    ).first()
+    # Through the driver: PII reads append a record on the request path, and SQLAlchemy's
+    # statement machinery would cost more than the write itself.
+    last = db.fetch(conn, _LAST, [])
     row: dict[str, Any] = {
-        "seq": 1 if last is None else last.seq + 1,
+        "seq": last[0][0] + 1 if last else 1,
         "at": now_us() if at is None else at,
         "actor": _clip(actor.name, "actor"),
         "actor_kind": _clip(actor.kind, "actor_kind"),
@@ -104,10 +104,17 @@ def record(
         "target_id": _clip(target_id, "target_id"),
         "before": normalize(before),
         "after": normalize(after),
-        "prev_hash": GENESIS if last is None else last.hash,
+        "prev_hash": last[0][1] if last else GENESIS,
     }
     row["hash"] = digest(row)
-    conn.execute(audit_log.insert().values(**row))
+    values = [dump_json(row[c]) if c in _JSON else row[c] for c in _COLUMNS]
+    db.executemany(conn, _INSERT, [values])
+
+
+_LAST = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_COLUMNS = [*FIELDS, "hash"]
+_JSON = frozenset({"before", "after"})
+_INSERT = f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 def _clip(value: str, column: str) -> str:

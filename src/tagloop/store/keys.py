@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from tagloop.errors import ValidationFailed
 from tagloop.names import check_label
+from tagloop.store.db import Database
 from tagloop.store.tables import api_keys
 
 KEY_PREFIX = "tl_"
@@ -78,6 +79,54 @@ def create(
         )
     )
     return NewKey(key_id, name, prefix, secret, roles, entity_types)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a request's key grants, as `grant` reads it."""
+
+    id: str
+    name: str
+    roles: list[str]
+    entity_types: list[str] | None
+    expires_at: int | None
+    revoked_at: int | None
+    limits: Any  # the key's own rate limit, as stored (None: its roles')
+
+
+_GRANT = (
+    "SELECT id, name, roles, entity_types, expires_at, revoked_at, limits "
+    "FROM api_keys WHERE hash = ?"
+)
+
+
+def grant(db: Database, secret: str) -> Grant | None:
+    """The key ``secret`` (revoked or expired ones too), read afresh on every call so that
+    a revocation applies to the very next request; None for an unknown key.
+
+    >>> from tagloop.store.migrate import upgrade
+    >>> db = Database("sqlite://"); upgrade(db)
+    >>> with db.write() as conn:
+    ...     key = create(conn, "erp", ["ingest"], now=0, entity_types=["order"])
+    >>> found = grant(db, key.secret)
+    >>> found.name, found.roles, found.entity_types, found.revoked_at
+    ('erp', ['ingest'], ['order'], None)
+    >>> grant(db, "tl_unknown") is None
+    True
+    """
+    row = db.first(_GRANT, [hash_key(secret)])
+    if row is None:
+        return None
+    key_id, name, roles, types, expires_at, revoked_at, limits = row
+    return Grant(
+        key_id,
+        name,
+        db.json_value(roles),
+        db.json_value(types),
+        expires_at,
+        revoked_at,
+        db.json_value(limits),
+    )
 
 
 def find(conn: Connection, secret: str) -> Row[Any] | None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import Connection, Row, delete, select
+from sqlalchemy import Connection, delete
 
-from tagloop.store.tables import sessions, users
+from tagloop.store.db import Database
+from tagloop.store.tables import sessions
 
 LIFETIME_US = 12 * 3600 * 1_000_000  # a working day; then sign in again
 
@@ -47,25 +47,32 @@ def create(conn: Connection, user_id: str, now: int, lifetime: int = LIFETIME_US
     return NewSession(token, csrf, now + lifetime)
 
 
-def find(conn: Connection, token: str, now: int) -> Row[Any] | None:
-    """The live session of ``token`` with its (enabled) user's roles, or None."""
-    query = (
-        select(
-            sessions.c.csrf,
-            sessions.c.expires_at,
-            users.c.id.label("user_id"),
-            users.c.username,
-            users.c.roles,
-            users.c.entity_types,
-        )
-        .join(users, users.c.id == sessions.c.user_id)
-        .where(
-            sessions.c.id_hash == hash_token(token),
-            sessions.c.expires_at > now,
-            users.c.disabled_at.is_(None),
-        )
-    )
-    return cast("Row[Any] | None", conn.execute(query).first())
+@dataclass(frozen=True)
+class SessionGrant:
+    """A live session's user, roles and CSRF token, as `grant` reads them."""
+
+    user_id: str
+    username: str
+    roles: list[str]
+    entity_types: list[str] | None
+    csrf: str
+
+
+_GRANT = (
+    "SELECT u.id, u.username, u.roles, u.entity_types, s.csrf "
+    "FROM sessions s JOIN users u ON u.id = s.user_id "
+    "WHERE s.id_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL"
+)
+
+
+def grant(db: Database, token: str, now: int) -> SessionGrant | None:
+    """The live session of ``token`` with its (enabled) user's roles, or None; read afresh
+    on every request, so that signing out or disabling a user applies at once."""
+    row = db.first(_GRANT, [hash_token(token), now])
+    if row is None:
+        return None
+    user_id, username, roles, types, csrf = row
+    return SessionGrant(user_id, username, db.json_value(roles), db.json_value(types), csrf)
 
 
 def end(conn: Connection, token: str) -> bool:
