@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,61 @@ def test_limits_go_back_to_redis_when_it_is_reachable_again(redis_url: str) -> N
 
     down, allowed, stored = asyncio.run(scenario())
     assert down and allowed and stored == 1
+
+
+def test_processes_leasing_tokens_from_redis_never_exceed_the_shared_burst(
+    redis_url: str,
+) -> None:
+    from redis import Redis
+
+    async def scenario() -> tuple[int, float, list[int]]:
+        prefix = f"tagloop:test:{uuid.uuid4().hex}:"
+        # Two server processes: two limiters sharing the buckets, each leasing a tenth.
+        a, b = (RedisLimiter(redis_url, prefix=prefix, lease=0.1) for _ in range(2))
+        rate = Rate(0.001, 100)  # no refill worth counting during the test
+        try:
+            first = await a.take("k", rate)
+            in_redis = float(Redis.from_url(redis_url).hget(prefix + "k", "t"))  # type: ignore[arg-type]
+            allowed = int(first.allowed)
+            remaining = [first.remaining]
+            for _ in range(150):
+                for limiter in (a, b):
+                    decision = await limiter.take("k", rate)
+                    allowed += decision.allowed
+                    remaining.append(decision.remaining)
+        finally:
+            await a.aclose()
+            await b.aclose()
+        return allowed, in_redis, remaining
+
+    allowed, in_redis, remaining = asyncio.run(scenario())
+    assert in_redis == pytest.approx(90, abs=0.01)  # one round trip took ten tokens
+    # Each process spends only what it took: together never more than the burst, and
+    # tokens still leased when the bucket ran dry are spent by their holder.
+    assert allowed == 100
+    assert remaining[0] == 99 and remaining[-1] == 0
+
+
+def test_a_lease_not_spent_in_time_is_given_up(redis_url: str) -> None:
+    async def scenario() -> tuple[int, bool]:
+        prefix = f"tagloop:test:{uuid.uuid4().hex}:"
+        a, b = (RedisLimiter(redis_url, prefix=prefix, lease=0.1) for _ in range(2))
+        a.LEASE_SECONDS = 0.05  # type: ignore[misc]
+        rate = Rate(0.001, 100)
+        try:
+            assert (await a.take("k", rate)).allowed  # a holds nine more
+            deadline = time.monotonic() + 0.06
+            while time.monotonic() < deadline:  # the lease's lifetime, set short here
+                await asyncio.sleep(0.01)
+            by_b = 0
+            while (await b.take("k", rate)).allowed:
+                by_b += 1
+            late = (await a.take("k", rate)).allowed
+        finally:
+            await a.aclose()
+            await b.aclose()
+        return by_b, late
+
+    by_b, late = asyncio.run(scenario())
+    assert by_b == 90  # what Redis still held
+    assert late is False  # a's expired tokens are not spent after the others'

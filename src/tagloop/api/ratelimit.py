@@ -177,12 +177,14 @@ class LocalLimiter(Limiter):
         return len(self._buckets)
 
 
-# One atomic step per request. The clock is Redis's own (TIME), so that server processes on
-# different machines need not agree on the time; the key expires once the bucket would be
-# full again, which is the same as it not existing.
+# One atomic step per round trip: refill, then take up to ARGV[3] tokens (a lease, at least
+# one). The clock is Redis's own (TIME), so that server processes on different machines need
+# not agree on the time; the key expires once the bucket would be full again, which is the
+# same as it not existing.
 TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 't', 'at')
@@ -193,15 +195,23 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-if tokens >= 1 - 1e-9 then
-  tokens = math.max(0, tokens - 1)
-  allowed = 1
+local granted = math.min(want, math.floor(tokens + 1e-9))
+if granted > 0 then
+  tokens = math.max(0, tokens - granted)
 end
 redis.call('HSET', KEYS[1], 't', string.format('%.9f', tokens), 'at', string.format('%.6f', now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return {allowed, string.format('%.9f', tokens)}
+return {granted, string.format('%.9f', tokens)}
 """
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Tokens this process took from a Redis bucket and has not spent yet."""
+
+    tokens: int
+    left: float  # what the Redis bucket held after the lease was taken (for the headers)
+    until: float  # monotonic time after which unspent tokens are given up
 
 
 class RedisLimiter(Limiter):
@@ -213,6 +223,10 @@ class RedisLimiter(Limiter):
     (``tagloop_ratelimit_fallbacks_total``), so the outage shows on dashboards.
     """
 
+    LEASE_SECONDS = 1.0  # how long leased tokens may be spent
+    MAX_LEASE = 50
+    SWEEP_AT = 10_000  # leases held before expired ones are dropped
+
     def __init__(
         self,
         url: str,
@@ -221,12 +235,15 @@ class RedisLimiter(Limiter):
         fallback: LocalLimiter | None = None,
         timeout: float = 0.25,
         retry_after: float = 2.0,
+        lease: float = 0.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.fallback = fallback or LocalLimiter()
         self.timeout = timeout
         self.retry_after = retry_after
+        self.lease = lease
+        self._leases: dict[str, _Lease] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Redis | None = None
         self._script: AsyncScript | None = None
@@ -250,16 +267,35 @@ class RedisLimiter(Limiter):
             self._loop = loop
         return self._script
 
+    def lease_size(self, rate: Rate) -> int:
+        """Tokens taken from Redis in one round trip: ``lease`` of the burst, at least one.
+
+        Small bursts (sign-in attempts, strict partner keys) get one: exact limits, a round
+        trip per request. A process never spends more than it took, so the processes
+        together never exceed the limit; tokens a process took and did not spend within
+        ``LEASE_SECONDS`` are given up, so others may be refused up to that many early.
+
+        >>> limiter = RedisLimiter("redis://x", lease=0.1)
+        >>> limiter.lease_size(Rate(50, 100)), limiter.lease_size(Rate(1, 5))
+        (10, 1)
+        """
+        return max(1, min(self.MAX_LEASE, int(rate.burst * self.lease + EPSILON)))
+
     async def take(self, bucket: str, rate: Rate) -> Decision:
         from redis.exceptions import RedisError
 
-        if self._down and time.monotonic() < self._down_until:
+        now = time.monotonic()
+        lease = self._leases.get(bucket)
+        if lease is not None and lease.tokens > 0 and now < lease.until:
+            lease.tokens -= 1
+            return Decision.of(rate, lease.left + lease.tokens, True)
+        if self._down and now < self._down_until:
             RATELIMIT_FALLBACKS.inc()
             return await self.fallback.take(bucket, rate)
         try:
             script = self._connect()
-            allowed, tokens = await script(
-                keys=[self.prefix + bucket], args=[rate.rate, rate.burst]
+            granted, tokens = await script(
+                keys=[self.prefix + bucket], args=[rate.rate, rate.burst, self.lease_size(rate)]
             )
         except (RedisError, OSError) as exc:
             self._failed(exc)
@@ -267,7 +303,20 @@ class RedisLimiter(Limiter):
         if self._down:
             self._down = False
             log.warning("rate limit store reachable again; limits are shared", url=self._safe_url)
-        return Decision.of(rate, float(tokens), bool(int(allowed)))
+        granted, left = int(granted), float(tokens)
+        if granted > 1:
+            self._keep(bucket, granted - 1, left, now)
+        held = self._leases.get(bucket)
+        unspent = held.tokens if held is not None and held.until > now else 0
+        return Decision.of(rate, left + unspent, granted > 0)
+
+    def _keep(self, bucket: str, tokens: int, left: float, now: float) -> None:
+        if len(self._leases) >= self.SWEEP_AT:
+            self._leases = {k: v for k, v in self._leases.items() if v.until > now}
+        held = self._leases.get(bucket)
+        if held is not None and held.until > now:  # two requests leased at once: keep both
+            tokens += held.tokens
+        self._leases[bucket] = _Lease(tokens, left, now + self.LEASE_SECONDS)
 
     def _failed(self, exc: BaseException) -> None:
         RATELIMIT_FALLBACKS.inc()
@@ -405,7 +454,9 @@ def for_runtime(rt: Runtime, *, clock: Callable[[], float] | None = None) -> Rat
     limiter: Limiter = local
     if url:
         database = hashlib.sha256(rt.workspace.database_url.encode()).hexdigest()[:16]
-        limiter = RedisLimiter(url, prefix=f"tagloop:rl:{database}:", fallback=local)
+        limiter = RedisLimiter(
+            url, prefix=f"tagloop:rl:{database}:", fallback=local, lease=settings.redis_lease
+        )
     return RateLimits(settings, limiter)
 
 

@@ -174,12 +174,37 @@ class Database:
         return text_with_qmarks if self.is_sqlite else text_with_qmarks.replace("?", "%s")
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on exit, rolled back on error."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction: committed on exit, rolled back on error.
+
+        ``durable=False`` is for records worth keeping that no client was promised: the
+        commit survives a crash of the process but not a power cut until the next durable
+        commit or checkpoint flushes the log (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``, at most ~3 x ``wal_writer_delay`` there). The log is
+        flushed in order, so nothing committed after it can survive without it.
+        """
         with self._guard(), self._writer_lock(), self.engine.connect() as conn:
             conn = conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+            if durable:
+                with conn.begin():
+                    yield conn
+                return
+            if not self.is_sqlite:
+                with conn.begin():
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    yield conn
+                return
+            # SQLite cannot change it inside a transaction: before BEGIN, restored after.
+            driver = conn.connection.driver_connection
+            driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                try:
+                    driver.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
+                except sqlite3.Error:
+                    conn.invalidate()  # never hand a non-durable connection to the pool
 
     @contextlib.contextmanager
     def _writer_lock(self) -> Iterator[None]:

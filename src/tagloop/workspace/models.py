@@ -131,6 +131,9 @@ class BodyLimits(Strict):
 class LimitSettings(Strict):
     enabled: bool = True
     redis_url: str | None = None  # shared buckets for several server processes
+    # Share of a bucket's burst a process takes from Redis in one round trip and spends
+    # locally for up to a second (0: one round trip per request, exact).
+    redis_lease: float = Field(0.1, ge=0, le=1)
     default: RateSpec = RateSpec(rate=50, burst=100)  # roles not listed under `roles`
     roles: dict[str, RateSpec] = DEFAULT_ROLE_LIMITS
     # Per client address, taken by each request that fails authentication.
