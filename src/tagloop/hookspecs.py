@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from tagloop.ingest.formats import IngestFormat
+    from tagloop.sources.base import SourceKind
 
 hookspec = pluggy.HookspecMarker("tagloop")
 hookimpl = pluggy.HookimplMarker("tagloop")
@@ -39,3 +40,12 @@ def tagloop_api_routers() -> list[APIRouter]:
 @hookspec
 def tagloop_cli_commands(app: typer.Typer) -> None:
     """Add commands or command groups to the ``tagloop`` command line."""
+
+
+@hookspec
+def tagloop_source_kinds() -> list[SourceKind]:
+    """Kinds of source (``kind:`` in ``sources/*.yaml``): `tagloop.sources.base.PullSource`
+    or `tagloop.sources.base.StreamSource` subclasses, each with its ``kind`` name and its
+    ``config_model``. Built in: ``file``, ``sql``, ``rest``, ``nats``, ``rabbitmq``,
+    ``mqtt``, ``redis``, ``kafka``.
+    """

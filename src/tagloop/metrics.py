@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_ACCEPTED = Counter(
     "tagloop_events_accepted_total", "Events stored (new ids only)", ["source"]
@@ -45,3 +45,19 @@ RATELIMIT_FALLBACKS = Counter(
     "tagloop_ratelimit_fallbacks_total",
     "Requests limited in-process because the shared rate limit store (Redis) failed",
 )
+SOURCE_RECORDS = Counter("tagloop_source_records_total", "Records read by a source", ["source"])
+SOURCE_EVENTS = Counter(
+    "tagloop_source_events_total", "Events a source stored (new ids only)", ["source"]
+)
+SOURCE_REJECTED = Counter(
+    "tagloop_source_rejected_total", "Records of a source sent to the dead letters", ["source"]
+)
+SOURCE_FAILURES = Counter(
+    "tagloop_source_failures_total", "Failed runs of a source (retried with backoff)", ["source"]
+)
+SOURCE_LAG = Gauge(
+    "tagloop_source_lag_seconds",
+    "Now minus the time of the newest event a source committed",
+    ["source"],
+)
+SOURCE_UP = Gauge("tagloop_source_up", "1 while a source works, 0 while it fails", ["source"])

@@ -14,6 +14,7 @@ BUILTINS = (
     "tagloop.ingest.formats",
     "tagloop.api.routers",
     "tagloop.cli.commands",
+    "tagloop.sources.kinds",
 )
 
 

@@ -54,7 +54,16 @@ def event(row: Any) -> dict[str, Any]:
         "properties": row.properties,
         "attributes": row.attributes,
         "context": row.context,
+        "sent_entity_id": row.sent_entity_id,
     }
+
+
+def alias(row: Any) -> dict[str, Any]:
+    return {"id": row.alias, "field": row.field, "event": row.event_id, "since": ts(row.created_at)}
+
+
+def merge(row: Any) -> dict[str, Any]:
+    return {"id": row.merged_id, "cause": row.cause, "at": ts(row.at)}
 
 
 def tag_change(row: Any) -> dict[str, Any]:

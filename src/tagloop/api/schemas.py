@@ -62,6 +62,9 @@ class EventOut(BaseModel):
     properties: dict[str, Any]
     attributes: dict[str, Any] | None
     context: dict[str, Any] | None
+    sent_entity_id: str | None = Field(
+        None, description="the id the event was sent with, when it belongs to another now"
+    )
 
 
 class TagChangeOut(BaseModel):
@@ -85,10 +88,27 @@ class EntitySummary(BaseModel):
     updated_at: str
 
 
+class AliasOut(BaseModel):
+    id: str = Field(description="another id of the entity")
+    field: str = Field(description="the identifier field that linked it, alias or merge")
+    event: str = Field(description="the event that linked it")
+    since: str
+
+
+class MergeOut(BaseModel):
+    id: str = Field(description="the entity merged into this one")
+    cause: dict[str, Any] = Field(description="event, source, field and value that linked them")
+    at: str
+
+
 class EntityOut(EntitySummary):
     tags: list[TagAssignmentOut]
     events: list[EventOut] = Field(description="most recent first")
     tag_history: list[TagChangeOut] = Field(description="most recent first")
+    aliases: list[AliasOut] = Field(
+        [], description="other ids that name this entity (a request by one of them finds it)"
+    )
+    merged: list[MergeOut] = Field([], description="entities merged into this one, oldest first")
 
 
 class EntityPage(BaseModel):
@@ -163,6 +183,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "invalid input; nothing was stored"},
     401: {"model": ErrorBody, "description": "missing or invalid API key"},
     403: {"model": ErrorBody, "description": "the key lacks the permission"},
+    404: {"model": ErrorBody, "description": "no such resource"},
     413: {"model": ErrorBody, "description": "body or batch too large"},
     415: {"model": ErrorBody, "description": "unsupported Content-Type or Content-Encoding"},
     429: {
@@ -175,7 +196,7 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     400: ERRORS[400],
     401: ERRORS[401],
     403: ERRORS[403],
-    404: {"model": ErrorBody, "description": "no such entity type, entity or tag"},
+    404: {**ERRORS[404], "description": "no such entity type, entity or tag"},
     429: ERRORS[429],
     503: ERRORS[503],
 }

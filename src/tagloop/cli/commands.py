@@ -9,7 +9,18 @@ from tagloop.hookspecs import hookimpl
 
 @hookimpl
 def tagloop_cli_commands(app: typer.Typer) -> None:
-    from tagloop.cli import audit, data, demo, keys, serve, tagging, users, workspace
+    from tagloop.cli import (
+        audit,
+        data,
+        deadletters,
+        demo,
+        keys,
+        serve,
+        sources,
+        tagging,
+        users,
+        workspace,
+    )
 
     workspace.register(app)
     serve.register(app)
@@ -19,3 +30,5 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
     app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
     app.add_typer(users.app, name="users", help="Add, list and disable users of the web UI.")
     audit.register(app)
+    sources.register(app)
+    deadletters.register(app)

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from tagloop.api.render import assignment, entity, event
+from tagloop.api.render import alias, assignment, entity, event
 from tagloop.cli.context import open_runtime
 from tagloop.cli.output import out, progress_bar, rejections, why
 from tagloop.errors import NotFound, Problem, ValidationFailed
@@ -22,6 +22,7 @@ from tagloop.sources.files import detect_format
 from tagloop.sources.mapping import RecordMapper
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
+from tagloop.store import identities as identity_store
 from tagloop.store import tags as tag_store
 from tagloop.workspace.models import FileMapping
 
@@ -39,12 +40,19 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 def _mapping(rt: Runtime, source: str | None, options: dict[str, Any]) -> tuple[FileMapping, str]:
     given = {k: v for k, v in options.items() if v not in (None, [], {})}
     if source is not None:
-        spec = rt.workspace.sources.get(source)
-        if spec is None:
+        defn = rt.workspace.sources.get(source)
+        if defn is None:
             raise NotFound(f"unknown source {source!r}" + suggest(source, rt.workspace.sources))
         if given:
             raise ValidationFailed("give either --source or mapping options, not both")
-        return spec.mapping, f"file:{source}"
+        if defn.kind != "file":
+            raise ValidationFailed(
+                f"source {source!r} is a {defn.kind} source; `tagloop ingest` reads files "
+                f"(run it with `tagloop sources run {source}`)"
+            )
+        # The source's own name, as `tagloop sources run` uses: the same record read either
+        # way gets the same event id.
+        return defn.mappings[""], source
     try:
         return FileMapping.model_validate(given), "file:cli"
     except ValidationError as exc:
@@ -102,7 +110,8 @@ def register(app: typer.Typer) -> None:
         if property:
             options["properties"] = _pairs(property, "--property")
         mapping, source_name = _mapping(rt, source, options)
-        spec = rt.workspace.sources.get(source) if source else None
+        defn = rt.workspace.sources.get(source) if source else None
+        spec = defn.config if defn is not None else None
         for name in [mapping.entity_type, *mapping.related]:
             if name not in rt.workspace.dictionary:
                 raise ValidationFailed(rt.workspace.dictionary.unknown(name))
@@ -158,15 +167,21 @@ def register(app: typer.Typer) -> None:
             if entity_type not in rt.workspace.dictionary:
                 raise NotFound(rt.workspace.dictionary.unknown(entity_type))
             with rt.db.read() as conn:
-                row = entity_store.get(conn, entity_type, entity_id)
+                row = entity_store.get(
+                    conn, entity_type, identity_store.resolve(conn, entity_type, entity_id)
+                )
                 if row is None:
                     raise NotFound(f"no {entity_type} with id {entity_id!r}")
+                entity_id = row.id  # the entity an alias names
                 body = entity(row)
                 body["tags"] = [
                     assignment(a) for a in tag_store.for_entity(conn, entity_type, entity_id)
                 ]
                 body["events"] = [
                     event(e) for e in event_store.recent(conn, entity_type, entity_id, events)
+                ]
+                body["aliases"] = [
+                    alias(a) for a in identity_store.aliases_of(conn, entity_type, entity_id)
                 ]
         finally:
             rt.close()
@@ -188,6 +203,10 @@ def _print_entity(body: dict[str, Any]) -> None:
         f"[bold]{body['type']} {body['id']}[/]  events: {body['event_count']}  "
         f"first seen {body['first_seen']}  last seen {body['last_seen']}"
     )
+    if body["aliases"]:
+        out.print(
+            "also known as: " + ", ".join(f"{a['id']} ({a['field']})" for a in body["aliases"])
+        )
     attrs = _table("attributes", "attribute", "value")
     for name, value in sorted(body["attributes"].items()):
         attrs.add_row(name, value if isinstance(value, str) else orjson.dumps(value).decode())

@@ -44,8 +44,13 @@ def register(app: typer.Typer) -> None:
             max=64,
             help="Server processes (default: server.workers in tagloop.yaml, 1).",
         ),
+        sources: bool = typer.Option(
+            True,
+            "--sources/--no-sources",
+            help="Run the workspace's enabled sources beside the API (in a process of their own).",
+        ),
     ) -> None:
-        """Run the API server."""
+        """Run the API server (and the sources)."""
         import uvicorn
 
         logs.configure(log_format)
@@ -66,7 +71,12 @@ def register(app: typer.Typer) -> None:
         out.print(f"  tags       {base}/v1/tags  (needs an API key: tagloop keys create)")
         os.environ[WORKSPACE_ENV] = str(rt.workspace.root.resolve())
         os.environ[LOG_FORMAT_ENV] = log_format or os.environ.get(LOG_FORMAT_ENV, "")
-        with writer_process(os.environ[WORKSPACE_ENV]) as writer:
+        with (
+            writer_process(os.environ[WORKSPACE_ENV]) as writer,
+            sources_process(
+                os.environ[WORKSPACE_ENV], enabled=sources and bool(rt.workspace.sources)
+            ),
+        ):
             uvicorn.run(
                 "tagloop.api.app:from_environment",
                 factory=True,
@@ -125,3 +135,37 @@ def writer_process(workspace: str) -> Iterator[BaseProcess]:
         process.terminate()
         process.join(30)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_sources_process(workspace: str) -> None:
+    """The sources process: every enabled source, committing through the writer."""
+    import asyncio
+
+    from tagloop.ingest.remote import WriterAddress
+    from tagloop.runtime import Runtime
+    from tagloop.sources.runner import run_sources
+
+    logs.configure()
+    rt = Runtime.open(workspace)
+    rt.start_writer(WriterAddress.from_environment())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sources(rt))
+
+
+@contextlib.contextmanager
+def sources_process(workspace: str, *, enabled: bool) -> Iterator[BaseProcess | None]:
+    """Run the sources beside the API server. Each source retries its own failures, so
+    the process itself does not stop on one; it stops with the server."""
+    if not enabled:
+        yield None
+        return
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(
+        target=run_sources_process, args=(workspace,), name="tagloop-sources", daemon=True
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.join(30)

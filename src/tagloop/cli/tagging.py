@@ -20,6 +20,7 @@ from tagloop.names import suggest
 from tagloop.rules.sql.dialects import DIALECTS
 from tagloop.runtime import Runtime
 from tagloop.sources import files
+from tagloop.store import identities as identity_store
 from tagloop.store import tags as tag_store
 from tagloop.timeutil import parse_time, time_text
 
@@ -195,6 +196,8 @@ def register(app: typer.Typer) -> None:
         try:
             if entity_type not in rt.workspace.dictionary:
                 raise NotFound(rt.workspace.dictionary.unknown(entity_type))
+            with rt.db.read() as conn:
+                entity_id = identity_store.resolve(conn, entity_type, entity_id)
             body = explain_tag(rt.db, rt.engine, rt.active, entity_type, entity_id, tag)
         finally:
             rt.close()

@@ -26,6 +26,8 @@ class Event:
     context: dict[str, Any] | None = None
     source: str = "api"
     received_at: int = 0
+    # The id it was sent with, when that is an alias of ``entity_id`` (set by identities).
+    sent_entity_id: str | None = None
 
 
 class FieldProblem(Exception):

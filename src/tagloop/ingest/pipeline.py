@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagloop.engine import profiles
+from tagloop.engine import identities, profiles
 from tagloop.engine.evaluator import Engine, Touched
 from tagloop.engine.profiles import SYSTEM_FIELDS
 from tagloop.errors import ValidationFailed
@@ -21,6 +21,7 @@ from tagloop.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED, 
 from tagloop.store import deadletters as deadletter_store
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
+from tagloop.store import sources as source_store
 from tagloop.store import tags as tag_store
 from tagloop.store import timers as timer_store
 from tagloop.store.db import Database
@@ -75,6 +76,10 @@ class Part:
     events: list[Event]
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     recheck: list[tuple[str, str]] = field(default_factory=list)  # entities whose timer is due
+    # Where the sources that read these events now stand, and the versions of the snapshot
+    # records among them: committed with the events, so a restart resumes exactly here.
+    checkpoints: list[source_store.Checkpoint] = field(default_factory=list)
+    versions: list[source_store.Version] = field(default_factory=list)
 
 
 @dataclass
@@ -181,6 +186,15 @@ class Ingestor:
         the two)."""
         return self.commit_many([Part(events, dead_letters or [])])[0]
 
+    def submit(self, part: Part) -> CommitResult:
+        """Commit a whole part (events, dead letters, source checkpoints): through the
+        server's group commit when there is one, else directly."""
+        submit = getattr(self.committer, "submit", None)
+        if submit is not None:
+            result: CommitResult = submit(part)
+            return result
+        return self.commit_many([part])[0]
+
     def commit_many(self, parts: list[Part]) -> list[CommitResult]:
         """Commit several independent batches in one transaction (group commit).
 
@@ -213,6 +227,15 @@ class Ingestor:
         now = engine.clock()
         try:
             with self.db.write() as conn:
+                resolved = identities.resolve(self.db, conn, self.workspace.dictionary, unique, now)
+                if resolved.changed:
+                    # Events now name their surviving entities; merged ones are gone, and
+                    # survivors are re-evaluated over the union of both sides' events.
+                    engine.forget([*resolved.merged, *resolved.survivors])
+                    keys.update(profiles.touched_keys(unique), resolved.survivors)
+                    rechecks.update(resolved.survivors)
+                    keys.difference_update(resolved.merged)
+                    rechecks.difference_update(resolved.merged)
                 rows = entity_store.load(self.db, conn, keys, for_update=True)
                 engine.prepare(self.db, conn, {k: rows.get(k) for k in keys})
                 inserted = event_store.append(self.db, conn, unique)
@@ -223,6 +246,12 @@ class Ingestor:
                 letters = [letter for part in parts for letter in part.dead_letters]
                 if letters:
                     deadletter_store.add(self.db, conn, letters)
+                positions = [c for part in parts for c in part.checkpoints]
+                if positions:
+                    source_store.save_checkpoints(self.db, conn, positions, now)
+                versions = [v for part in parts for v in part.versions]
+                if versions:
+                    source_store.save_versions(self.db, conn, versions)
                 written, changes = profiles.fold(rows, new, now)
                 entity_store.upsert(self.db, conn, written)
                 entered = engine.apply(((e, inserted[e.id]) for e in new), now)
@@ -232,6 +261,8 @@ class Ingestor:
                         touched[key].recheck = True
                     elif key in rows:
                         touched[key] = Touched(rows[key], recheck=True)
+                for key in resolved.survivors:  # every tag, over the union of the events
+                    touched[key].names = frozenset(engine.tag_names.get(key[0], ()))
                 tag_changes, timers = engine.evaluate(self.db, conn, touched, entered, now)
                 tag_store.apply(self.db, conn, tag_changes)
                 stale = [(k[0], k[1], None, True) for k in rechecks if k not in rows]

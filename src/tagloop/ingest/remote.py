@@ -32,7 +32,7 @@ log = logs.get("tagloop.writer")
 EventTuple = tuple[Any, ...]
 
 
-Packed = list[tuple[list[EventTuple], list[dict[str, Any]], list[tuple[str, str]]]]
+Packed = list[tuple[list[EventTuple], list[dict[str, Any]], list[tuple[str, str]], Any, Any]]
 
 
 def pack(parts: list[Part]) -> Packed:
@@ -57,6 +57,8 @@ def pack(parts: list[Part]) -> Packed:
             ],
             part.dead_letters,
             part.recheck,
+            part.checkpoints,
+            part.versions,
         )
         for part in parts
     ]
@@ -64,7 +66,8 @@ def pack(parts: list[Part]) -> Packed:
 
 def unpack(packed: Packed) -> list[Part]:
     return [
-        Part([Event(*row) for row in rows], letters, recheck) for rows, letters, recheck in packed
+        Part([Event(*row) for row in rows], letters, recheck, checkpoints, versions)
+        for rows, letters, recheck, checkpoints, versions in packed
     ]
 
 

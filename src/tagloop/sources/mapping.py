@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+import re
+from collections.abc import Callable
+from datetime import date, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tagloop.dictionary import Dictionary
 from tagloop.dictionary.types import BadValue, check_value
 from tagloop.ingest.event import Event
-from tagloop.timeutil import to_us, zone
-from tagloop.workspace.models import FileMapping
+from tagloop.rules import DictContext, Scope, compile_rule
+from tagloop.sources import coerce, times, units
+from tagloop.timeutil import zone
+from tagloop.workspace.models import RecordMapping
 
 
 class MappingError(ValueError):
@@ -60,12 +64,69 @@ def from_text(type_name: str, text: str) -> Any:
     return text
 
 
+def coerce_value(
+    value: Any,
+    type_name: str,
+    *,
+    fmt: str | None = None,
+    tz: tzinfo,
+    epoch: str | None = None,
+) -> Any:
+    """Convert a raw value to a declared field type: ``string``, ``number``, ``integer``,
+    ``boolean``, ``time`` (epoch µs) or ``date`` (``YYYY-MM-DD`` text).
+
+    >>> from zoneinfo import ZoneInfo
+    >>> utc = ZoneInfo("UTC")
+    >>> coerce_value("1,234", "integer", tz=utc), coerce_value("是", "boolean", tz=utc)
+    (1234, True)
+    >>> coerce_value(1709596800, "date", tz=utc, epoch="s")
+    '2024-03-05'
+    """
+    if type_name == "string":
+        return coerce.to_string(value)
+    if type_name == "number":
+        return coerce.to_number(value)
+    if type_name == "integer":
+        return coerce.to_integer(value)
+    if type_name == "boolean":
+        return coerce.to_bool(value)
+    if type_name == "time":
+        return times.to_time(value, fmt=fmt, tz=tz, epoch=epoch)
+    if type_name == "date":
+        return times.to_date(value, fmt=fmt, tz=tz, epoch=epoch)
+    raise ValueError(
+        f"unknown field type {type_name!r} (expected string, number, integer, boolean, time "
+        "or date)"
+    )
+
+
 class RecordMapper:
-    """Turns records into events according to a `FileMapping`."""
+    """Turns the records of one stream into events according to a `RecordMapping`.
+
+    >>> from tagloop.dictionary import Dictionary
+    >>> from tagloop.workspace.models import EntityTypeSpec
+    >>> dictionary = Dictionary([EntityTypeSpec(name="customer")])
+    >>> mapping = RecordMapping(type="order", entity_type="customer", entity_id="客户",
+    ...     entity_id_pattern=r"^C-(\\d+)$", time="下单日期",
+    ...     fields={"amount": {"from": "金额", "type": "number"}},
+    ...     constants={"channel": "erp"}, computed={"with_tax": "amount * 1.13"},
+    ...     properties={"amount": "amount", "channel": "channel", "with_tax": "with_tax"})
+    >>> mapper = RecordMapper(mapping, source="erp", dictionary=dictionary,
+    ...     timezone=zone("Asia/Shanghai"), typed_input=False)
+    >>> event = mapper.to_event({"客户": "C-0042", "下单日期": "2024年3月5日", "金额": "1,200"},
+    ...     key="o-1", received_at=0)
+    >>> event.entity_id, event.properties["amount"], round(event.properties["with_tax"], 2)
+    ('0042', 1200, 1356.0)
+    >>> mapper.to_event({"客户": "C-1", "下单日期": "2024年3月5日", "金额": "12,3x"},
+    ...     key="o-2", received_at=0)
+    Traceback (most recent call last):
+    ...
+    tagloop.sources.mapping.MappingError: amount: '12,3x' is not a number
+    """
 
     def __init__(
         self,
-        mapping: FileMapping,
+        mapping: RecordMapping,
         *,
         source: str,
         dictionary: Dictionary,
@@ -78,51 +139,123 @@ class RecordMapper:
         self.timezone = zone(mapping.timezone) if mapping.timezone else timezone
         # CSV cells are all text: convert them to the dictionary's declared types.
         self.typed_input = typed_input
+        self.rules = [(name, mapping.rule(name)) for name in mapping.fields]
+        self.field_zones = {
+            name: zone(rule.timezone) if rule.timezone else self.timezone
+            for name, rule in self.rules
+        }
+        self.computed = _compile_computed(mapping, self.timezone)
+        self.pattern = re.compile(mapping.entity_id_pattern) if mapping.entity_id_pattern else None
         used = {
             mapping.entity_id,
             *mapping.id,
             *mapping.attributes.values(),
             *mapping.related.values(),
         }
+        # A renamed column is consumed by its field: `properties: "*"` keeps the new name.
+        used |= {rule.from_ for name, rule in self.rules if rule.from_ and rule.from_ != name}
         if mapping.type_field:
             used.add(mapping.type_field)
         if mapping.time:
             used.add(mapping.time)
         self.used = used
+        self.plain = not (self.rules or mapping.constants or self.computed)
 
     def columns_missing(self, columns: set[str]) -> list[str]:
-        """Mapped columns absent from a file's columns."""
-        wanted = set(self.used)
+        """Mapped columns absent from a file's columns (fields with a default may be)."""
+        produced = {name for name, _ in self.rules} | set(self.mapping.constants)
+        produced |= set(self.computed)
+        wanted = set(self.used) - produced
+        wanted |= {rule.from_ or name for name, rule in self.rules if rule.default is None}
         if isinstance(self.mapping.properties, dict):
-            wanted |= set(self.mapping.properties.values())
-        return sorted(wanted - columns)
+            wanted |= set(self.mapping.properties.values()) - produced
+        return sorted(c for c in wanted if "." not in c and c not in columns)
+
+    def normalise(
+        self, values: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The record's values after ``fields``, ``constants`` and ``computed``."""
+        if self.plain:
+            return values
+        out = dict(values)
+        for name, rule in self.rules:
+            value = _get(values, meta, rule.from_ or name)
+            if not _present(value):
+                if rule.default is None:
+                    out.pop(name, None)
+                    continue
+                value = rule.default
+            if rule.type is not None:
+                try:
+                    value = coerce_value(
+                        value,
+                        rule.type,
+                        fmt=rule.format,
+                        tz=self.field_zones[name],
+                        epoch=rule.epoch,
+                    )
+                    if rule.unit is not None and rule.to is not None:
+                        value = units.convert_unit(value, rule.unit, rule.to)
+                except coerce.CoerceError as exc:
+                    raise MappingError(name, str(exc)) from None
+            out[name] = value
+        out.update(self.mapping.constants)
+        for name, (fn, kind) in self.computed.items():
+            try:
+                result = fn(DictContext(out))
+            except (ArithmeticError, TypeError, ValueError) as exc:
+                raise MappingError(name, f"cannot compute: {exc}") from None
+            if result is not None and kind == "integer" and isinstance(result, float):
+                result = int(result) if result.is_integer() else result
+            out[name] = result
+        return out
 
     def to_event(
-        self, values: dict[str, Any], *, file: str, line: int, raw: str, received_at: int
+        self,
+        values: dict[str, Any],
+        *,
+        key: str,
+        received_at: int,
+        meta: dict[str, Any] | None = None,
     ) -> Event:
+        """The event of one record; ``key`` (the record's identity in its system) makes
+        the event id deterministic, so reading the same record again is deduplicated."""
         m = self.mapping
-        event_type = m.type if m.type is not None else self._text(values, m.type_field or "")
-        entity_id = self._text(values, m.entity_id)
+        values = self.normalise(values, meta)
+        event_type = m.type if m.type is not None else self._text(values, meta, m.type_field or "")
+        entity_id = self._text(values, meta, m.entity_id)
+        if self.pattern is not None:
+            found = self.pattern.search(entity_id)
+            if found is None or not found.group(1):
+                raise MappingError(
+                    m.entity_id, f"{entity_id!r} does not match {self.pattern.pattern!r}"
+                )
+            entity_id = found.group(1)
         entity = self.dictionary.get(m.entity_type)
-        time = self._time(values) if m.time else received_at
+        time = self._time(values, meta) if m.time else received_at
         if m.id:
-            event_id = ":".join(self._text(values, column) for column in m.id)
+            event_id = ":".join(self._text(values, meta, column) for column in m.id)
         else:
-            # Deterministic: re-ingesting the same file is deduplicated.
-            digest = hashlib.sha256(f"{self.source}\0{file}\0{line}\0{raw}".encode()).hexdigest()
+            digest = hashlib.sha256(f"{self.source}\0{key}".encode()).hexdigest()
             event_id = f"{self.source}:{digest[:32]}"
         if m.properties == "*":
             props = {k: v for k, v in values.items() if k not in self.used and _present(v)}
         else:
-            props = {
-                name: values[col] for name, col in m.properties.items() if _present(values.get(col))
-            }
-        attrs = {
-            name: values[col] for name, col in m.attributes.items() if _present(values.get(col))
-        }
-        related = {
-            t: str(values[col]).strip() for t, col in m.related.items() if _present(values.get(col))
-        }
+            props = {}
+            for name, column in m.properties.items():
+                value = _get(values, meta, column)
+                if _present(value):
+                    props[name] = value
+        attrs = {}
+        for name, column in m.attributes.items():
+            value = _get(values, meta, column)
+            if _present(value):
+                attrs[name] = value
+        related = {}
+        for related_type, column in m.related.items():
+            value = _get(values, meta, column)
+            if _present(value):
+                related[related_type] = str(value).strip()
         if entity is not None and self.typed_input:
             spec = entity.spec.events.get(event_type)
             if spec is not None:
@@ -141,8 +274,8 @@ class RecordMapper:
             received_at=received_at,
         )
 
-    def _text(self, values: dict[str, Any], column: str) -> str:
-        value = values.get(column)
+    def _text(self, values: dict[str, Any], meta: dict[str, Any] | None, column: str) -> str:
+        value = _get(values, meta, column)
         if not _present(value):
             raise MappingError(column, "is empty")
         text = str(value).strip()
@@ -153,28 +286,20 @@ class RecordMapper:
             text = text[:-2] if text.endswith(".0") else text
         return text
 
-    def _time(self, values: dict[str, Any]) -> int:
+    def _time(self, values: dict[str, Any], meta: dict[str, Any] | None) -> int:
         column = self.mapping.time or ""
-        value = values.get(column)
+        value = _get(values, meta, column)
         if not _present(value):
             raise MappingError(column, "is empty")
+        if column in self.mapping.fields and self.mapping.rule(column).type == "time":
+            return int(value)  # already converted by its field rule (µs)
         try:
-            if isinstance(value, datetime):
-                parsed = value
-            elif isinstance(value, date):
-                parsed = datetime(value.year, value.month, value.day)
-            elif self.mapping.time_format:
-                parsed = datetime.strptime(str(value).strip(), self.mapping.time_format)
-            else:
-                parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            hint = (
-                f" (format {self.mapping.time_format})"
-                if self.mapping.time_format
-                else " (set time_format, e.g. '%d/%m/%Y %H:%M')"
+            return times.to_time(
+                value, fmt=self.mapping.time_format, tz=self.timezone, epoch=self.mapping.epoch
             )
-            raise MappingError(column, f"{value!r} is not a time{hint}") from None
-        return to_us(parsed, self.timezone)
+        except coerce.CoerceError as exc:
+            hint = "" if self.mapping.time_format else " (set time_format, e.g. '%d/%m/%Y %H:%M')"
+            raise MappingError(column, f"{exc}{hint}") from None
 
     @staticmethod
     def _convert(values: dict[str, Any], declared: dict[str, Any], where: str) -> dict[str, Any]:
@@ -188,6 +313,36 @@ class RecordMapper:
             except BadValue as exc:
                 raise MappingError(f"{where}.{name}", str(exc)) from None
         return out
+
+
+def _get(values: dict[str, Any], meta: dict[str, Any] | None, column: str) -> Any:
+    """A column's value; ``a.b`` reaches into nested JSON when no column has that name,
+    and ``meta.x`` into what the transport added (topic, headers, topic segments)."""
+    if column in values:
+        return values[column]
+    if "." not in column:
+        return None
+    head, *rest = column.split(".")
+    current: Any = meta if head == "meta" and meta is not None else values.get(head)
+    for part in rest:
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+    return current
+
+
+Computed = tuple[Callable[[Any], Any], str]
+
+
+def _compile_computed(mapping: RecordMapping, timezone: ZoneInfo) -> dict[str, Computed]:
+    from tagloop.workspace.sources import computed_scope
+
+    scope = Scope(mapping.entity_type, computed_scope(mapping), timezone=timezone)
+    out: dict[str, Computed] = {}
+    for name, spec in mapping.computed.items():
+        expr, kind = (spec, "number") if isinstance(spec, str) else (spec.expr, spec.type)
+        out[name] = (compile_rule(expr, scope, want=None).fn, kind)
+    return out
 
 
 def _present(value: Any) -> bool:

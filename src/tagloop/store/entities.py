@@ -86,6 +86,11 @@ class EntityRow:
         times: dict[str, int] = self._times
         return times
 
+    def replace_attributes(self, attributes: dict[str, Any], times: dict[str, int]) -> None:
+        """Set both JSON columns (encoded again when written)."""
+        self._attributes, self._attributes_text = attributes, None
+        self._times, self._times_text = times, None
+
     def json_columns(self) -> tuple[str, str]:
         """The two JSON columns as text; re-encoded only if they were decoded (and so may
         have changed)."""

@@ -29,6 +29,7 @@ _COLUMNS = (
     "attributes",
     "related",
     "context",
+    "sent_entity_id",
 )
 _INSERT = (
     f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -59,6 +60,7 @@ def append(db: Database, conn: Connection, rows: Sequence[Event]) -> dict[str, i
             dump_json(e.attributes),
             dump_json(e.related or None),
             dump_json(e.context),
+            e.sent_entity_id,
         )
         for e in rows
     ]

@@ -55,6 +55,9 @@ events = Table(
     Column("attributes", Json),
     Column("related", Json),
     Column("context", Json),
+    # The id the event was sent with, when it belongs to another entity now (it named an
+    # alias, or its entity was merged into another): the event's own facts stay as sent.
+    Column("sent_entity_id", String(KEY)),
     UniqueConstraint("id"),
     Index(None, "entity_type", "entity_id", "time"),
 )
@@ -87,6 +90,37 @@ entities = Table(
     Column("updated_at", BigInteger, nullable=False),
     # Rows clustered on (type, id): one b-tree per upsert instead of table plus key index.
     sqlite_with_rowid=False,
+)
+
+# Other ids of an entity (another system's id, a phone number, a Segment previousId): an
+# event naming one belongs to ``entity_id``. Never an id that is itself an entity.
+entity_aliases = Table(
+    "entity_aliases",
+    metadata,
+    Column("entity_type", String(TYPE), primary_key=True),
+    Column("alias", String(KEY), primary_key=True),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("field", String(KEY), nullable=False),  # the identifier field, or "alias"/"merge"
+    Column("event_id", String(KEY), nullable=False),  # the event that linked it
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "entity_type", "entity_id"),
+    sqlite_with_rowid=False,
+)
+
+# Every merge of two entities, with its cause: nothing of either side is deleted but the
+# merged profile row (its attributes, counts and tags live on in ``into_id``).
+entity_merges = Table(
+    "entity_merges",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("merged_id", String(KEY), nullable=False),
+    Column("into_id", String(KEY), nullable=False),
+    Column("cause", Json, nullable=False),  # event id, source, field, value that linked them
+    Column("merged_profile", Json, nullable=False),  # the merged row as it was
+    Column("at", BigInteger, nullable=False),
+    Index(None, "entity_type", "into_id"),
+    Index(None, "entity_type", "merged_id"),
 )
 
 # The tags the database knows, with the version currently in force.
@@ -226,7 +260,57 @@ dead_letters = Table(
     Column("payload", Text, nullable=False),
     Column("received_at", BigInteger, nullable=False),
     Column("replayed", Boolean, nullable=False, default=False),
+    # The mapping the record was read for (a table of a SQL source, a topic pattern), and
+    # the record as parsed (None when it could not be parsed): what a replay maps again.
+    Column("stream", String(KEY), nullable=True),
+    Column("record", Json, nullable=True),
+    Column("record_key", String(1000), nullable=True),  # its identity: a replay keeps it
+    Column("replayed_at", BigInteger, nullable=True),
     Index(None, "source", "received_at"),
+    Index(None, "source", "record_key"),  # a redelivered bad record is kept once
+)
+
+# Where each source stream stands (a cursor value, a page link, a file offset): written in
+# the transaction that commits the events read up to it.
+source_checkpoints = Table(
+    "source_checkpoints",
+    metadata,
+    Column("source", String(KEY), primary_key=True),
+    Column("stream", String(KEY), primary_key=True),
+    Column("position", Json),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# The version (a hash) of each record of a snapshot source, as last committed: a snapshot
+# turns only new and changed records into events.
+source_versions = Table(
+    "source_versions",
+    metadata,
+    Column("source", String(KEY), primary_key=True),
+    Column("stream", String(KEY), primary_key=True),
+    Column("record_key", String(1000), primary_key=True),
+    Column("version", String(64), nullable=False),
+)
+
+# What each source is doing, for `tagloop sources status` and /v1/sources, whichever
+# process runs it.
+source_status = Table(
+    "source_status",
+    metadata,
+    Column("source", String(KEY), primary_key=True),
+    Column("state", String(20), nullable=False),  # running, idle, failing, stopped
+    Column("records_read", BigInteger, nullable=False, default=0),
+    Column("events_written", BigInteger, nullable=False, default=0),
+    Column("rejected", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("lag_us", BigInteger),  # now minus the newest record's time at the last commit
+    Column("last_success_at", BigInteger),
+    Column("last_error", Text),
+    Column("last_error_at", BigInteger),
+    Column("failures", Integer, nullable=False, default=0),  # consecutive
+    Column("next_attempt_at", BigInteger),
+    Column("host", String(255)),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 # When an entity's tags may next change with time alone (see engine/timing.py).

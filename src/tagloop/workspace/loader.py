@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from tagloop.errors import Problem, WorkspaceError
 from tagloop.names import suggest
 from tagloop.workspace.models import EntityTypeSpec, ProjectFile, SourceSpec, TagSpec
+from tagloop.workspace.sources import check_source
 from tagloop.workspace.sqltags import read_sql_tags
 from tagloop.workspace.tags import TagSource, compile_tags
 from tagloop.workspace.workspace import Workspace
@@ -85,7 +86,6 @@ class _Loader:
         )
         for source, pos, path in self._unique("source", source_items).values():
             self._check_source(workspace, source, pos, path)
-            workspace.sources[source.name] = source
         if self.problems:
             raise self._failure()
         return workspace
@@ -184,13 +184,17 @@ class _Loader:
     def _check_source(
         self, workspace: Workspace, spec: SourceSpec, positions: Positions, path: PathKey
     ) -> None:
-        mapping = spec.mapping
-        entity_types = [("entity_type", mapping.entity_type)]
-        entity_types += [(f"related.{name}", name) for name in mapping.related]
-        for key, name in entity_types:
-            if name not in workspace.dictionary and self.dictionary_complete:
-                where = positions.locate((*path, "mapping", *key.split(".")))
-                self.problems.append(Problem(where, workspace.dictionary.unknown(name)))
+        checked = check_source(
+            workspace,
+            spec,
+            positions,
+            path,
+            lambda model, data, pos, prefix: self._validate(model, data, pos, prefix),
+            self.problems.append,
+            self.dictionary_complete,
+        )
+        if checked is not None:
+            workspace.sources[spec.name] = checked
 
 
 def _message(model: type[BaseModel], loc: tuple[Any, ...], error: Any) -> str:

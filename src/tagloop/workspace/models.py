@@ -8,9 +8,17 @@ One model per file kind: `ProjectFile` (tagloop.yaml), `EntityFile` (entities/*.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tagloop.dictionary.types import SYSTEM_ATTRIBUTES
 from tagloop.names import check_label, is_identifier
@@ -303,17 +311,73 @@ class TagSpec(Strict):
         return value
 
 
-class FileMapping(Strict):
-    """How the columns of a record become a canonical event (see docs/ingestion.md)."""
+FieldKind = Literal["string", "number", "integer", "boolean", "time", "date"]
+
+
+class FieldRule(Strict):
+    """How one value of a record is read: from which column, as what type, in what unit.
+
+    ``from`` names the column (default: the field's own name; a dotted path reaches into
+    nested JSON, ``meta.segments.device_id`` into what the transport added).
+    """
+
+    from_: str | None = Field(default=None, alias="from")
+    type: FieldKind | None = None
+    format: str | None = None  # strptime format of a time
+    epoch: Literal["s", "ms", "us", "auto"] | None = None  # a time given as a number
+    timezone: str | None = None  # of a time without an offset (default: the mapping's)
+    unit: str | None = None  # the unit the value is in ...
+    to: str | None = None  # ... and the one to store (both or neither)
+    default: Any = None  # when the column is missing or empty
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _units(self) -> FieldRule:
+        if (self.unit is None) != (self.to is None):
+            raise ValueError("give both 'unit' (of the source) and 'to' (to store), or neither")
+        if self.unit is not None and self.type not in (None, "number"):
+            raise ValueError("unit conversion applies to numbers: use type number")
+        return self
+
+
+class ComputedField(Strict):
+    """A value computed from the record's fields with a rule-language expression."""
+
+    expr: str
+    type: Literal["string", "number", "integer", "boolean"] = "number"
+
+
+class RecordMapping(Strict):
+    """How the fields of a record become a canonical event (see docs/sources.md).
+
+    Values are read in this order: ``fields`` (renamed, typed, converted), ``constants``,
+    ``computed``; ``properties``, ``attributes``, ``entity_id`` and ``time`` then name
+    values by field or column.
+    """
 
     type: str | None = None
     type_field: str | None = None
     entity_type: str
     entity_id: str
+    # A regular expression with one group that extracts the id from the entity_id value,
+    # e.g. '^CUST-(\\d+)$' keeps the number of 'CUST-0042'.
+    entity_id_pattern: str | None = None
     id: list[str] = []
     time: str | None = None
     time_format: str | None = None
+    epoch: Literal["s", "ms", "us", "auto"] | None = None
     timezone: str | None = None  # for times without an offset; default: the workspace's
+    fields: dict[str, FieldRule | FieldKind] = {}
+    constants: dict[str, Any] = {}
+    computed: dict[str, ComputedField | str] = {}
     properties: dict[str, str] | Literal["*"] = "*"
     attributes: dict[str, str] = {}
     related: dict[str, str] = {}
@@ -330,25 +394,90 @@ class FileMapping(Strict):
             zone(value)
         return value
 
+    @field_validator("entity_id_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as exc:
+                raise ValueError(f"entity_id_pattern: {exc}") from None
+            if groups != 1:
+                raise ValueError("entity_id_pattern needs exactly one group: (...)")
+        return value
+
     @model_validator(mode="after")
-    def _one_type(self) -> FileMapping:
+    def _one_type(self) -> RecordMapping:
         if (self.type is None) == (self.type_field is None):
             raise ValueError("give exactly one of 'type' (a constant) or 'type_field' (a column)")
         return self
 
+    def rule(self, name: str) -> FieldRule:
+        """The `FieldRule` of a declared field (a bare type name is its short form)."""
+        declared = self.fields[name]
+        return FieldRule(type=declared) if isinstance(declared, str) else declared
 
-class SourceSpec(Strict):
+
+FileMapping = RecordMapping  # the name of the first, file-only version
+
+
+KIND_ALIASES = {"jdbc": "sql", "database": "sql", "http": "rest", "amqp": "rabbitmq"}
+
+
+class SourceSpec(BaseModel):
+    """A source file (``sources/<name>.yaml``): the keys every kind has.
+
+    The others belong to the kind and are checked by its ``config_model`` when the
+    workspace loads (`tagloop.sources.kinds`). ``type:`` is accepted for ``kind:``, and
+    ``jdbc`` for ``sql``, as data-source configurations of other platforms write them.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     name: str
-    kind: Literal["file"]
+    kind: str = Field(validation_alias=AliasChoices("kind", "type"))
     description: str = ""
     owner: str = ""
-    path: str | None = None
-    format: Literal["csv", "jsonl", "parquet"] | None = None
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    mapping: FileMapping
+    enabled: bool = True
+    every: str | None = None  # pulled sources: run every 5m ...
+    cron: str | None = None  # ... or on a cron schedule, in the workspace's time zone
+    mapping: dict[str, Any] | None = None  # the default mapping of every stream
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _identifier(value, "source name")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        value = value.strip().lower()
+        return KIND_ALIASES.get(value, value)
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("every: must be a positive duration, e.g. 5m")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"cron: {value!r} is not a cron expression (e.g. '0 2 * * *')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SourceSpec:
+        if self.every is not None and self.cron is not None:
+            raise ValueError("give one of 'every' or 'cron', not both")
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The kind's own keys."""
+        return dict(self.model_extra or {})

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -15,7 +16,10 @@ from tagloop.dictionary import Dictionary
 from tagloop.rules import CompiledRule, Scope, TagInfo
 from tagloop.rules.analysis import Deps
 from tagloop.timeutil import parse_duration, zone
-from tagloop.workspace.models import EntityTypeSpec, ProjectFile, SourceSpec, TagSpec
+from tagloop.workspace.models import EntityTypeSpec, ProjectFile, TagSpec
+
+if TYPE_CHECKING:
+    from tagloop.workspace.sources import SourceDefinition
 
 DATABASE_ENV = "TAGLOOP_DATABASE_URL"
 
@@ -98,7 +102,7 @@ class Workspace:
     entity_types: list[EntityTypeSpec]
     revision: str
     tags: dict[str, TagDefinition] = field(default_factory=dict)
-    sources: dict[str, SourceSpec] = field(default_factory=dict)
+    sources: dict[str, SourceDefinition] = field(default_factory=dict)
 
     @cached_property
     def dictionary(self) -> Dictionary:

@@ -9,7 +9,17 @@ from tagloop.hookspecs import hookimpl
 
 @hookimpl
 def tagloop_api_routers() -> list[APIRouter]:
-    from tagloop.api.routers import admin, audit, entities, events, health, segment, session, tags
+    from tagloop.api.routers import (
+        admin,
+        audit,
+        entities,
+        events,
+        health,
+        segment,
+        session,
+        sources,
+        tags,
+    )
 
     return [
         health.router,
@@ -20,4 +30,5 @@ def tagloop_api_routers() -> list[APIRouter]:
         audit.router,
         session.router,
         admin.router,
+        sources.router,
     ]

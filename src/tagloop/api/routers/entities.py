@@ -19,6 +19,7 @@ from tagloop.errors import NotFound, ValidationFailed
 from tagloop.runtime import Runtime
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
+from tagloop.store import identities as identity_store
 from tagloop.store import tags as tag_store
 
 router = APIRouter(tags=["entities"])
@@ -36,9 +37,18 @@ def _profile(
     pii = _redactor(rt, principal)
     with rt.db.read() as conn:
         row = entity_store.get(conn, entity_type, entity_id)
+        if row is None:  # another system's id for it?
+            found = identity_store.resolve(conn, entity_type, entity_id)
+            row = entity_store.get(conn, entity_type, found) if found != entity_id else None
         if row is None:
             raise NotFound(f"no {entity_type} with id {entity_id!r}")
         body = pii.entity(render.entity(row))
+        body["aliases"] = [
+            render.alias(a) for a in identity_store.aliases_of(conn, row.type, row.id)
+        ]
+        body["merged"] = [
+            render.merge(m) for m in identity_store.merges_into(conn, row.type, row.id)
+        ]
         body["tags"] = [
             pii.assignment(row.type, render.assignment(a))
             for a in tag_store.for_entity(conn, row.type, row.id)
@@ -50,7 +60,7 @@ def _profile(
             pii.tag_change(row.type, render.tag_change(h))
             for h in tag_store.history(conn, row.type, row.id, limit=events)
         ]
-    audit_read(rt.db, actor, pii, entity_type, entity_id)
+    audit_read(rt.db, actor, pii, entity_type, row.id)
     return body
 
 
@@ -132,6 +142,8 @@ def _explain(
     check_type(rt.workspace, principal, entity_type)
     check_tag(rt.workspace, principal, tag)
     pii = _redactor(rt, principal)
+    with rt.db.read() as conn:
+        entity_id = identity_store.resolve(conn, entity_type, entity_id)
     body = pii.explanation(explain(rt.db, rt.engine, rt.active, entity_type, entity_id, tag))
     audit_read(rt.db, actor, pii, entity_type, entity_id)
     return body
