@@ -4,6 +4,7 @@ schedules and failure isolation."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -106,6 +107,11 @@ def test_list_run_status_and_reset(ws: Path, capsys: pytest.CaptureFixture[str])
     # Reset: everything is read again, and nothing is stored twice.
     code, text = tagloop(capsys, ws, "sources", "reset", "orders")
     assert code == 0 and "1 checkpoint(s) cleared" in text
+    # The reset is audited, with the position it forgot.
+    code, text = tagloop(capsys, ws, "audit", "export")
+    resets = [json.loads(line) for line in text.splitlines() if '"source.reset"' in line]
+    assert [(r["target_id"], r["actor_kind"]) for r in resets] == [("orders", "cli")]
+    assert resets[0]["before"] and tagloop(capsys, ws, "audit", "verify")[0] == 0
     code, text = tagloop(capsys, ws, "sources", "run", "--once", "orders")
     assert "3 records, 0 events stored, 2 duplicates" in text
     assert stored(ws) == 2

@@ -3,6 +3,7 @@ snapshots with change detection, dead letters and their replay, a crash mid-run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -266,6 +267,14 @@ def test_mapping_errors_go_to_dead_letters_and_replay_after_the_fix(
     assert (report.replayed, report.failed) == (1, 1)  # id 3 passes now, id 2 still fails
     assert count_events(rt, "crm") == 3
     assert replay(rt, source="crm").replayed == 0  # nothing twice
+    with rt.db.read() as conn:
+        audited = conn.execute(
+            sa.text("SELECT target_id, after FROM audit_log WHERE action = 'deadletter.replay'")
+        ).all()
+    after = [a if isinstance(a, dict) else json.loads(a) for _, a in audited]
+    # Each replay is audited: what it stored and what failed again.
+    assert [t for t, _ in audited] == ["crm", "crm"]
+    assert [(len(a["replayed"]), len(a["failed"])) for a in after] == [(1, 1), (0, 1)]
 
 
 def test_a_source_that_cannot_connect_is_marked_failing_and_retried(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from tagloop.audit import Actor
 from tagloop.cli.context import open_runtime
 from tagloop.cli.output import err, out, rejections
 from tagloop.runtime import Runtime
@@ -161,7 +162,7 @@ def reset(
         from tagloop.names import suggest
 
         raise NotFound(f"unknown source {name!r}{suggest(name, rt.workspace.sources)}")
-    removed = source_store.clear_checkpoints(rt.db, name)
+    removed = source_store.clear_checkpoints(rt.db, name, Actor.cli())
     source_store.set_status(rt.db, name, {"state": "idle", "updated_at": now_us()})
     out.print(f"{name}: {removed} checkpoint(s) cleared")
 

@@ -99,9 +99,11 @@ class Engine:
         for key, row in rows.items():
             if not self.keeps_state(key[0]):
                 continue
-            version = row.event_count if row is not None else 0
+            if row is None:  # a new entity: no stored event to rebuild from
+                self._remember(key, EntityState(0))
+                continue
             state = self.cache.get(key)
-            if state is None or state.version != version:
+            if state is None or state.version != row.event_count:
                 stale.append(key)
         if stale:
             self._rebuild(db, conn, stale, rows)

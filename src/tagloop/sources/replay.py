@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from tagloop import audit
+from tagloop.audit import Actor
 from tagloop.errors import NotFound
 from tagloop.ingest.pipeline import Part
 from tagloop.runtime import Runtime
@@ -35,8 +37,14 @@ class ReplayReport:
 
 
 def replay(
-    rt: Runtime, *, source: str | None = None, seqs: list[int] | None = None
+    rt: Runtime,
+    *,
+    source: str | None = None,
+    seqs: list[int] | None = None,
+    actor: Actor | None = None,
 ) -> ReplayReport:
+    """Replay the pending letters (of ``source``, or numbered ``seqs``); each chunk's
+    outcome is audited (``deadletter.replay``) as done by ``actor``."""
     report = ReplayReport()
     with rt.db.read() as conn:
         letters = store.pending(conn, source=source, seqs=seqs)
@@ -48,12 +56,16 @@ def replay(
             )
     intakes: dict[str, Intake | None] = {}
     for start in range(0, len(letters), CHUNK):
-        _replay_chunk(rt, letters[start : start + CHUNK], intakes, report)
+        _replay_chunk(rt, letters[start : start + CHUNK], intakes, report, actor or Actor.cli())
     return report
 
 
 def _replay_chunk(
-    rt: Runtime, letters: list[Any], intakes: dict[str, Intake | None], report: ReplayReport
+    rt: Runtime,
+    letters: list[Any],
+    intakes: dict[str, Intake | None],
+    report: ReplayReport,
+    actor: Actor,
 ) -> None:
     events = []
     done: list[int] = []
@@ -91,6 +103,16 @@ def _replay_chunk(
         store.mark_replayed(conn, done, now)
         for seq, error in errors:
             store.set_error(conn, seq, error)
+        sources = sorted({letter.source for letter in letters})
+        audit.record(
+            rt.db,
+            conn,
+            actor=actor,
+            action="deadletter.replay",
+            target_type="source",
+            target_id=", ".join(sources),
+            after={"replayed": done, "failed": [seq for seq, _ in errors]},
+        )
     report.replayed += len(done)
     report.failed += len(errors)
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from tagloop import logs
 from tagloop.errors import TagloopError
@@ -116,7 +116,9 @@ class SourceRunner:
         The backoff grows with the *consecutive* failures (`failures`, reset by a success),
         so a source that recovered and fails again a day later starts over at a second."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
+            # A client library may turn the cancellation of a stop into an error of its own
+            # (a closed connection): that is the stop, not a failure to retry.
+            retry=retry_if_exception(lambda e: isinstance(e, Exception) and not _stopping()),
             wait=lambda _: backoff(self.failures),
             before_sleep=self._failed,
             reraise=True,
@@ -129,6 +131,11 @@ class SourceRunner:
             # Stopped on purpose: say so, or the last state would be shown for ever.
             self._status(state="stopped", next_attempt_at=None)
             raise
+        except Exception:
+            if not _stopping():
+                raise
+            self._status(state="stopped", next_attempt_at=None)
+            raise asyncio.CancelledError from None
 
     async def _run(self) -> None:
         if not self.pulled:
@@ -233,6 +240,12 @@ class SourceRunner:
             log.warning("could not record source status", source=self.name, error=str(exc))
         if self.on_change is not None:
             self.on_change(self)
+
+
+def _stopping() -> bool:
+    """Whether the running task was asked to stop (cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def backoff(failures: int, *, initial: float = 1.0, cap: float = MAX_BACKOFF) -> float:

@@ -37,6 +37,14 @@ _INSERT = (
 )
 
 
+_PG_TYPES = ("text",) * 4 + ("bigint",) * 2 + ("text",) + ("jsonb",) * 4 + ("text",)
+_PG_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'?::{t}[]' for t in _PG_TYPES)}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id, seq"
+)
+
+
 def append(db: Database, conn: Connection, rows: Sequence[Event]) -> dict[str, int]:
     """Insert events whose id is new; return ``{id: seq}`` of those actually inserted.
 
@@ -65,17 +73,10 @@ def append(db: Database, conn: Connection, rows: Sequence[Event]) -> dict[str, i
         for e in rows
     ]
     if not db.is_sqlite:
-        inserted: dict[str, int] = {}
-        row_marks = f"({', '.join('?' * len(_COLUMNS))})"
-        for chunk in chunks(values, 1000):
-            query = (
-                f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
-                f"{', '.join([row_marks] * len(chunk))} "
-                "ON CONFLICT (id) DO NOTHING RETURNING id, seq"
-            )
-            params = [v for row in chunk for v in row]
-            inserted.update((r[0], r[1]) for r in db.fetch(conn, query, params))
-        return inserted
+        # One array per column: a constant query text that psycopg parses once (a VALUES
+        # list of 12,000 placeholders was parsed again on every call: a third of a commit).
+        columns = [list(column) for column in zip(*values, strict=True)]
+        return {r[0]: r[1] for r in db.fetch(conn, _PG_INSERT, columns)}
     # Insert everything with ON CONFLICT DO NOTHING and count what went in: in the usual
     # case (no duplicates) that is all, and no lookup is needed. Otherwise the ids that
     # were already there are exactly those whose row predates this insert.

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from tagloop.audit import Actor, record
 from tagloop.store.db import Database, dump_json
 from tagloop.store.tables import source_checkpoints, source_status
 
@@ -104,11 +105,23 @@ def statuses(db: Database) -> dict[str, Row[Any]]:
         return {row.source: row for row in conn.execute(select(source_status))}
 
 
-def clear_checkpoints(db: Database, source: str) -> int:
-    """Forget where ``source`` stands (its next run reads everything again; ids dedupe)."""
+def clear_checkpoints(db: Database, source: str, actor: Actor) -> int:
+    """Forget where ``source`` stands (its next run reads everything again; ids dedupe),
+    audited as ``source.reset`` by ``actor`` with the positions it forgot."""
     with db.write() as conn:
-        return int(
-            conn.execute(
-                source_checkpoints.delete().where(source_checkpoints.c.source == source)
-            ).rowcount
+        table = source_checkpoints
+        before = {
+            row.stream: row.position
+            for row in conn.execute(select(table).where(table.c.source == source))
+        }
+        removed = int(conn.execute(table.delete().where(table.c.source == source)).rowcount)
+        record(
+            db,
+            conn,
+            actor=actor,
+            action="source.reset",
+            target_type="source",
+            target_id=source,
+            before=before or None,
         )
+        return removed
