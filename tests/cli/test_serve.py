@@ -163,3 +163,48 @@ def test_sigterm_leaves_no_process_behind(workspace: Path) -> None:
     assert children
     served.stop()
     wait_for(lambda: not any(alive(pid) for pid in children))
+
+
+ORDER_FILES = """
+    name: order_files
+    kind: file
+    path: drop/orders-*.csv
+    every: 1s
+    mapping:
+      type: order
+      entity_type: customer
+      entity_id: customer
+      time: at
+      fields:
+        amount: {from: amount, type: number}
+      properties: {amount: amount}
+"""
+
+
+def test_serve_runs_the_sources_beside_the_api(tmp_path: Path) -> None:
+    root = write_workspace(
+        tmp_path / "ws",
+        f"sqlite:///{tmp_path / 'ws' / 'tagloop.db'}",
+        extra={"sources/orders.yaml": ORDER_FILES},
+    )
+    headers = key(root)
+    served = Served(root)
+    try:
+        (root / "drop").mkdir()
+        (root / "drop" / "orders-1.csv").write_text(
+            'customer,at,amount\nc1,2024-03-05 10:00:00,12.5\nc2,2024-03-05 11:00:00,"1,000"\n',
+            encoding="utf-8",
+        )
+        deadline = time.monotonic() + 60
+        while True:  # the sources process picks the file up on its schedule
+            body = httpx.get(f"{served.url}/v1/sources", headers=headers, timeout=5).json()
+            (status,) = [s for s in body if s["name"] == "order_files"]
+            if status["events_written"] == 2:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        profile = httpx.get(f"{served.url}/v1/entities/customer/c2", headers=headers, timeout=5)
+        assert profile.status_code == 200 and profile.json()["event_count"] == 1
+        assert status["state"] in ("idle", "running") and status["last_error"] is None
+    finally:
+        served.stop()

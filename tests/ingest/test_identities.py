@@ -215,6 +215,24 @@ def test_a_new_id_becomes_an_alias_and_a_query_by_it_finds_the_entity(
     assert shown["id"] == "C-7" and [a["id"] for a in shown["aliases"]] == ["13800138000"]
 
 
+def test_imported_values_by_another_id_land_on_the_entity(
+    rt: Runtime, client: TestClient
+) -> None:
+    ingest = f"Bearer {make_key(rt, 'ingest')}"
+    post(client, ingest, event("erp-1", "C-1", 0, "identify", crm_id="crm-1"))
+    upload = client.post(
+        "/v1/tags/黑名单/import",
+        content="id,value\ncrm-1,true\nC-1,true\n",
+        headers={"Content-Type": "text/csv", "Authorization": admin_key(rt)},
+    )
+    assert upload.status_code == 200, upload.text
+    result = upload.json()
+    assert result["rejected"] == 1, result
+    assert "'C-1' is 'C-1', already given on line 2 (as 'crm-1')" in str(result["samples"])
+    body = client.get("/v1/entities/customer/C-1", headers={"Authorization": admin_key(rt)})
+    assert tags_of(body.json()) == {"黑名单"}
+
+
 def test_segment_alias_merges_the_anonymous_visitor_into_the_user(
     rt: Runtime, client: TestClient
 ) -> None:

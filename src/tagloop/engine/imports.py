@@ -25,6 +25,7 @@ from tagloop.names import suggest
 from tagloop.sources.files import Record
 from tagloop.sources.mapping import from_text
 from tagloop.store import entities as entity_store
+from tagloop.store import identities as identity_store
 from tagloop.store import tags as tag_store
 from tagloop.store import timers as timer_store
 from tagloop.store.db import Database
@@ -169,6 +170,7 @@ def apply(
     except ValueError as exc:
         raise ValidationFailed(f"valid_for: {exc}") from None
     report.expires = time_text(expires) if expires is not None else None
+    values = _resolve(db, entity_type, values, report, where)
     ids = list(values)
     for chunk in _chunks(ids):
         with engine.lock, db.write() as conn:  # lock first: the order commits take
@@ -190,6 +192,32 @@ def apply(
             _audit(db, conn, actor, tag, changes, where, mode)
     if mode == "replace":
         _remove_missing(db, engine, tag, set(ids), now, report, actor, where)
+
+
+def _resolve(
+    db: Database, entity_type: str, values: dict[str, Value], report: ImportReport, where: str
+) -> dict[str, Value]:
+    """The values by the entity each given id names now (another system's id names the
+    entity it is an alias of); an entity given twice under two of its ids is refused."""
+    with db.read() as conn:
+        aliases = identity_store.lookup(db, conn, entity_type, values)
+    if not aliases:
+        return values
+    resolved: dict[str, Value] = {}
+    given_as: dict[str, str] = {}
+    for given_id, value in values.items():
+        entity_id = aliases.get(given_id, given_id)
+        earlier = resolved.get(entity_id)
+        if earlier is not None:
+            report.reject(
+                where,
+                value.line,
+                f"entity {given_id!r} is {entity_id!r}, already given on line {earlier.line}"
+                f" (as {given_as[entity_id]!r})",
+            )
+            continue
+        resolved[entity_id], given_as[entity_id] = value, given_id
+    return resolved
 
 
 def _change(
