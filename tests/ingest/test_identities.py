@@ -215,9 +215,7 @@ def test_a_new_id_becomes_an_alias_and_a_query_by_it_finds_the_entity(
     assert shown["id"] == "C-7" and [a["id"] for a in shown["aliases"]] == ["13800138000"]
 
 
-def test_imported_values_by_another_id_land_on_the_entity(
-    rt: Runtime, client: TestClient
-) -> None:
+def test_imported_values_by_another_id_land_on_the_entity(rt: Runtime, client: TestClient) -> None:
     ingest = f"Bearer {make_key(rt, 'ingest')}"
     post(client, ingest, event("erp-1", "C-1", 0, "identify", crm_id="crm-1"))
     upload = client.post(
