@@ -7,6 +7,8 @@ tag on the devices (``last(vibration.mm_s) > 50``), so every commit also evaluat
 
 - ``nats``: N messages published to a fresh JetStream stream before the clock starts;
   timed from the source's start to the commit of the last event.
+- ``nats-serve``: the same through ``tagloop serve`` (the source in the sources process,
+  commits in the writer process: two cores), timed from the first stored event to the last.
 - ``table``: N rows in a fresh table of database ``test``, read incrementally by an id
   cursor; ``run_once()`` timed.
 - ``mqtt``: the source subscribed, N QoS 1 messages published (by another process) as
@@ -60,9 +62,14 @@ MQTT = ("127.0.0.1", 1883)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_TABLES = "postgresql://postgres@127.0.0.1:5432/test"
 DEVICES = 10_000
-TARGETS = {"nats": 20_000, "table": 20_000, "mqtt": 5_000}
+TARGETS = {"nats": 20_000, "nats-serve": 20_000, "table": 20_000, "mqtt": 5_000}
 P95_TARGET_MS = 50.0
-LABELS = {"nats": "NATS JetStream", "table": "PostgreSQL table", "mqtt": "MQTT (QoS 1)"}
+LABELS = {
+    "nats": "NATS JetStream",
+    "nats-serve": "NATS JetStream, in `tagloop serve`",
+    "table": "PostgreSQL table",
+    "mqtt": "MQTT (QoS 1)",
+}
 
 WORKSPACE = {
     "tagloop.yaml": "name: bench\ntimezone: Asia/Shanghai\ndatabase: '{database}'\n",
@@ -308,6 +315,58 @@ def run_nats(backend: str, events: int, batch_size: int | None = None) -> Result
         f"; {commits.calls:,} commits, {commits.seconds:.2f} s in commit_many; "
         f"published beforehand in {published:.1f} s"
     )
+    return result
+
+
+def run_nats_served(backend: str, events: int) -> Result:
+    """NATS through `tagloop serve`: the source in the sources process, committing through
+    the writer process (mapping and commits on two cores), as a deployment runs it. Timed
+    from the first stored event to the last (the server's start-up left out)."""
+    import socket
+    import subprocess
+    import sys
+
+    at = int(time.time()) - 3600
+    payloads = [reading(n, at + n // 1000) for n in range(events)]
+    with jetstream() as stream, store(backend) as url, tempfile.TemporaryDirectory() as tmp:
+        root = write_workspace(Path(tmp), url, "vibration", nats_source(stream))
+        rt = Runtime.open(root)  # migrated before the server starts; used to count
+        try:
+            asyncio.run(asyncio.wait_for(nats_publish(f"{stream}.vibration", payloads), 600))
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            tagloop = str(Path(sys.executable).with_name("tagloop"))
+            server = subprocess.Popen(
+                [tagloop, "-w", str(root), "serve", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                deadline = time.monotonic() + events / 500 + 120
+                first: tuple[float, int] | None = None
+                while True:
+                    assert server.poll() is None, "tagloop serve stopped"
+                    assert time.monotonic() < deadline, "not every event was stored in time"
+                    count = stored(rt, "vibration")[0]
+                    if first is None and count:
+                        first = (time.perf_counter(), count)
+                    if count >= events:
+                        break
+                    time.sleep(0.05)
+                assert first is not None
+                seconds = time.perf_counter() - first[0]
+            finally:
+                server.terminate()
+                server.wait(60)
+            total, distinct = stored(rt, "vibration")
+        finally:
+            rt.close()
+    result = Result(
+        "nats-serve", backend, events - first[1], once(total, distinct) - first[1], seconds
+    )
+    result.note = f"; through tagloop serve (sources and writer processes), {first[1]:,} stored "
+    result.note += "before the clock started"
     return result
 
 
@@ -627,7 +686,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000, help="per throughput run")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--only", default="nats,table,mqtt,latency", help="comma-separated")
+    parser.add_argument(
+        "--only", default="nats,nats-serve,table,mqtt,latency", help="comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="latency run length")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency publish rate")
     parser.add_argument("--latency-devices", type=int, default=1000)
@@ -644,7 +705,7 @@ def main() -> None:
     args = parser.parse_args()
     logs.configure(level="WARNING")
     only = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = only - {"nats", "table", "mqtt", "latency"}
+    unknown = only - {"nats", "nats-serve", "table", "mqtt", "latency"}
     if unknown:
         parser.error(f"unknown --only {', '.join(sorted(unknown))}")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
@@ -654,6 +715,9 @@ def main() -> None:
     for backend in backends:
         if "nats" in only:
             results.append(run_nats(backend, args.events, args.nats_batch_size))
+            print(results[-1].line(), flush=True)
+        if "nats-serve" in only:
+            results.append(run_nats_served(backend, args.events))
             print(results[-1].line(), flush=True)
         if "table" in only:
             results.append(run_table(backend, args.events))
@@ -711,7 +775,7 @@ def main() -> None:
         command += f" --nats-batch-size {args.nats_batch_size}"
     if args.max_wait_ms != "10,50":
         command += f" --max-wait-ms {args.max_wait_ms}"
-    if only != {"nats", "table", "mqtt", "latency"}:
+    if only != {"nats", "nats-serve", "table", "mqtt", "latency"}:
         command += f" --only {','.join(sorted(only))}"
     record(
         "sources",
@@ -723,7 +787,9 @@ def main() -> None:
                 "default batch sizes) into a fresh store with one tag on the devices "
                 "(`last(vibration.mm_s) > 50`); every run checks that each event was stored "
                 "exactly once. NATS: the messages are in the stream before the clock starts, "
-                "timed from the source's start to the last commit. Table: `run_once()` over a "
+                "timed from the source's start to the last commit; in `tagloop serve`, the "
+                "source runs in the sources process and commits in the writer process, "
+                "timed from the first stored event to the last. Table: `run_once()` over a "
                 "PostgreSQL table read by an id cursor. MQTT: QoS 1, published by another "
                 "process while the source runs, timed from the first publish to the last "
                 "commit. Latency: another process publishes to NATS at a steady rate, each "
