@@ -102,7 +102,10 @@ def _credentials(raw: bytes, media: str) -> Credentials:
 @router.post(
     "/v1/session",
     response_model=SessionOut,
-    responses={**ERRORS, 429: {"model": ERRORS[400]["model"], "description": "throttled"}},
+    responses={
+        **{code: body for code, body in ERRORS.items() if code != 404},
+        429: {"model": ERRORS[400]["model"], "description": "throttled"},
+    },
     openapi_extra=_LOGIN_BODY,
     summary="Sign in",
 )
