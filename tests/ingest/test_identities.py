@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from tagloop.api.app import create_app
 from tagloop.cli import main
 from tagloop.engine import batch
 from tagloop.ingest.event import Event
@@ -64,12 +63,6 @@ def rt(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
     runtime = Runtime.open(root, clock=Clock())
     yield runtime
     runtime.close()
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def event(eid: str, who: str, at: int, kind: str = "order", **values: Any) -> dict[str, Any]:

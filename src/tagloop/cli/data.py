@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tagloop.api.render import alias, assignment, entity, event
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import out, progress_bar, rejections, why
+from tagloop.cli.output import json_text, out, progress_bar, rejections, why
 from tagloop.errors import NotFound, Problem, ValidationFailed
 from tagloop.names import suggest
 from tagloop.runtime import Runtime
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
         finally:
             rt.close()
         if as_json:
-            print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+            print(json_text(body))
             return
         _print_entity(body)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import typer
 from rich.table import Table
 
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import err, out
+from tagloop.cli.output import err, json_text, out
 from tagloop.errors import NotFound
 from tagloop.sources.replay import replay as replay_letters
 from tagloop.store import deadletters as store
@@ -31,7 +30,7 @@ def list_letters(
     with rt.db.read() as conn:
         rows = store.listing(conn, source, limit=limit, replayed=replayed)
     if as_json:
-        print(_dump([_letter(row) for row in rows]))
+        print(json_text([_letter(row) for row in rows]))
         return
     table = Table("#", "source", "where", "received", "error", "replayed")
     for row in rows:
@@ -44,10 +43,6 @@ def list_letters(
             iso(row.replayed_at) if row.replayed_at else "",
         )
     out.print(table)
-
-
-def _dump(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
 def _letter(row: Any) -> dict[str, Any]:

@@ -22,6 +22,17 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def json_text(value: Any) -> str:
+    """What ``--json`` prints: indented JSON, times and other values as text.
+
+    >>> print(json_text({"n": 1}))
+    {
+      "n": 1
+    }
+    """
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
+
+
 def rejections(samples: list[str], rejected: int) -> None:
     """The first rejected records with their reasons, and how many more there were."""
     for sample in samples:

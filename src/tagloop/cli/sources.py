@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 from typing import Any
 
-import orjson
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from tagloop.audit import Actor
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import err, out, rejections
+from tagloop.cli.output import err, json_text, out, rejections
 from tagloop.runtime import Runtime
 from tagloop.sources.runner import SourceRunner, runners_for
 from tagloop.sources.status import source_view
@@ -21,10 +20,6 @@ from tagloop.store import sources as source_store
 from tagloop.timeutil import now_us
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _dump(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
 @app.command("list")
@@ -37,7 +32,7 @@ def list_sources(
     rows = [source_view(defn, None) for defn in rt.workspace.sources.values()]
     if as_json:
         keys = ("name", "kind", "enabled", "schedule", "streams")
-        print(_dump([{k: row[k] for k in keys} for row in rows]))
+        print(json_text([{k: row[k] for k in keys} for row in rows]))
         return
     table = Table("name", "kind", "schedule", "streams", "enabled")
     for row in rows:
@@ -57,7 +52,7 @@ def status(
     rt = open_runtime(ctx)
     rows = source_store.statuses(rt.db)
     if as_json:
-        print(_dump([source_view(d, rows.get(n)) for n, d in rt.workspace.sources.items()]))
+        print(json_text([source_view(d, rows.get(n)) for n, d in rt.workspace.sources.items()]))
     else:
         out.print(status_table(rt, rows))
     if any(row.state == "failing" for row in rows.values()):

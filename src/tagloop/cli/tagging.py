@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tagloop.audit import Actor
 from tagloop.cli.context import open_runtime
-from tagloop.cli.output import err, out, plain, rejections, why
+from tagloop.cli.output import err, json_text, out, plain, rejections, why
 from tagloop.engine import batch, duck, imports
 from tagloop.engine.explain import explain as explain_tag
 from tagloop.errors import NotFound, ValidationFailed
@@ -25,10 +25,6 @@ from tagloop.store import tags as tag_store
 from tagloop.timeutil import parse_time, time_text
 
 tags_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
-
-
-def _dump(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
 @tags_app.callback()
@@ -58,7 +54,7 @@ def list_tags(
         for t in rt.active
     ]
     if as_json:
-        print(_dump(rows))
+        print(json_text(rows))
         return
     columns = ("name", "entity", "kind", "version", "count", "category", "rule")
     table = Table(*columns)
@@ -165,7 +161,7 @@ def register(app: typer.Typer) -> None:
             "streamed": report.streamed,
         }
         if as_json:
-            print(_dump(body))
+            print(json_text(body))
             return
         out.print(
             f"recomputed {len(report.by_tag)} tags over {report.entities} entities as of "
@@ -202,7 +198,7 @@ def register(app: typer.Typer) -> None:
         finally:
             rt.close()
         if as_json:
-            print(_dump(body))
+            print(json_text(body))
             return
         _print_explanation(body)
 

@@ -49,7 +49,6 @@ class Resolution:
 
     merged: list[EntityKey] = field(default_factory=list)
     survivors: set[EntityKey] = field(default_factory=set)
-    aliased: int = 0  # new aliases recorded
     rewritten: int = 0  # events now belonging to another id than the one they were sent with
 
     @property
@@ -224,7 +223,6 @@ def _resolve_type(
             if len(existing) > 1:
                 result.survivors.add((entity_type, survivor))
     store.add(db, conn, new_aliases)
-    result.aliased += len(new_aliases)
     return mapping
 
 

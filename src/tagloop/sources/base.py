@@ -91,8 +91,9 @@ class SourceConfig(BaseModel):
         return self
 
 
-class PullSource(ABC):
-    """A source read on a schedule (``every: 5m``, ``cron: "0 2 * * *"``)."""
+class Source(ABC):
+    """What both shapes share: the kind's name and config model, and an instance's name
+    and validated config."""
 
     kind: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]]
@@ -101,11 +102,15 @@ class PullSource(ABC):
         self.name = name
         self.config = config
 
+
+class PullSource(Source):
+    """A source read on a schedule (``every: 5m``, ``cron: "0 2 * * *"``)."""
+
     @abstractmethod
     def pull(self, checkpoints: Mapping[str, Any]) -> Iterator[Page]:
         """Read what is new since ``checkpoints`` (stream -> position, as committed)."""
 
-    def close(self) -> None:  # noqa: B027 - optional
+    def close(self) -> None:
         """Release connections (called when the runner stops)."""
 
 
@@ -113,15 +118,8 @@ Deliver = Callable[[list[Record]], Awaitable[None]]
 """Commit records (mapped, checked, dead letters kept); returns once durable."""
 
 
-class StreamSource(ABC):
+class StreamSource(Source):
     """A source that listens to a broker and acknowledges what was committed."""
-
-    kind: ClassVar[str]
-    config_model: ClassVar[type[SourceConfig]]
-
-    def __init__(self, name: str, config: Any) -> None:
-        self.name = name
-        self.config = config
 
     @abstractmethod
     async def run(self, deliver: Deliver) -> None:

@@ -38,7 +38,7 @@ _SELF_LINKS = (
 )
 _MOVE_ALIASES = "UPDATE entity_aliases SET entity_id = ? WHERE entity_type = ? AND entity_id = ?"
 _ASSIGNMENTS = (
-    "SELECT tag, value, version, source, evidence, expires_at FROM tag_assignments "
+    "SELECT tag, value, version, evidence FROM tag_assignments "
     "WHERE entity_type = ? AND entity_id = ?"
 )
 _MOVE_ASSIGNMENT = (
@@ -130,9 +130,7 @@ def _move_tags(
     moved: list[tuple[Any, ...]] = []
     dropped: list[tuple[Any, ...]] = []
     history: list[tuple[Any, ...]] = []
-    for tag, value, version, _src, evidence, _expires in db.fetch(
-        conn, _ASSIGNMENTS, (entity_type, old)
-    ):
+    for tag, value, version, evidence in db.fetch(conn, _ASSIGNMENTS, (entity_type, old)):
         # Raw JSON text on SQLite, decoded values on PostgreSQL: written back as text.
         value_json = value if db.is_sqlite else dump_json(value)
         evidence_json = evidence if db.is_sqlite else dump_json(evidence)

@@ -43,12 +43,12 @@ def _profile(
         if row is None:
             raise NotFound(f"no {entity_type} with id {entity_id!r}")
         body = pii.entity(render.entity(row))
-        body["aliases"] = [
-            render.alias(a) for a in identity_store.aliases_of(conn, row.type, row.id)
-        ]
-        body["merged"] = [
-            render.merge(m) for m in identity_store.merges_into(conn, row.type, row.id)
-        ]
+        aliases = identity_store.aliases_of(conn, row.type, row.id)
+        body["aliases"] = [render.alias(a) for a in aliases]
+        # A merged entity left an alias ("merge"): only then is there a merge to read.
+        merged = any(a.field == "merge" for a in aliases)
+        merges = identity_store.merges_into(conn, row.type, row.id) if merged else []
+        body["merged"] = [render.merge(m) for m in merges]
         body["tags"] = [
             pii.assignment(row.type, render.assignment(a))
             for a in tag_store.for_entity(conn, row.type, row.id)
