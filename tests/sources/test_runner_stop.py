@@ -47,3 +47,36 @@ def test_a_cancelled_runner_stops_instead_of_retrying_the_error(tmp_path: Path) 
         assert source_store.statuses(rt.db)["vibration"].state == "stopped"
     finally:
         rt.close()
+
+
+def test_a_batcher_stops_when_an_ack_swallows_the_cancellation() -> None:
+    """redis-py's XACK now and then catches the cancellation of a stop and returns: the
+    batcher stopped waiting for its next batch only by chance (CI once hung for 300 s)."""
+    from tagloop.sources.base import Record
+    from tagloop.sources.brokers.batcher import Batcher, Unit
+
+    async def scenario() -> None:
+        acking = asyncio.Event()
+        delivered: list[int] = []
+
+        async def deliver(records: list[Record]) -> None:
+            delivered.append(len(records))
+
+        async def ack() -> None:
+            acking.set()
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                return  # swallowed, as the client library does
+
+        batcher = Batcher(deliver, batch_size=10, max_wait=0.001)
+        task = asyncio.create_task(batcher.run())
+        assert await batcher.put(Unit([], 1, ack), flush=True)
+        await acking.wait()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the batcher kept waiting for a batch after it was stopped"
+        assert task.cancelled()
+        assert batcher.delivered == 1 and delivered == []  # acked; no records to deliver
+
+    asyncio.run(scenario())

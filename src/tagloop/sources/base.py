@@ -23,6 +23,7 @@ built-in ones too.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -129,3 +130,17 @@ class StreamSource(Source):
 
 
 SourceKind = type[PullSource] | type[StreamSource]
+
+
+def stopping() -> bool:
+    """Whether the running task was asked to stop (cancelled), even if a client library
+    caught the `asyncio.CancelledError` on the way.
+
+    >>> stopping()  # outside of any task
+    False
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        return False
+    return task is not None and task.cancelling() > 0

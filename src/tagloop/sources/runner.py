@@ -24,7 +24,7 @@ from tagloop import logs
 from tagloop.errors import TagloopError
 from tagloop.metrics import SOURCE_FAILURES, SOURCE_UP
 from tagloop.runtime import Runtime
-from tagloop.sources.base import PullSource, Record, StreamSource
+from tagloop.sources.base import PullSource, Record, StreamSource, stopping
 from tagloop.sources.intake import Intake, Tally
 from tagloop.sources.kinds import build
 from tagloop.sources.mapping import RecordMapper
@@ -118,7 +118,7 @@ class SourceRunner:
         retrying = AsyncRetrying(
             # A client library may turn the cancellation of a stop into an error of its own
             # (a closed connection): that is the stop, not a failure to retry.
-            retry=retry_if_exception(lambda e: isinstance(e, Exception) and not _stopping()),
+            retry=retry_if_exception(lambda e: isinstance(e, Exception) and not stopping()),
             wait=lambda _: backoff(self.failures),
             before_sleep=self._failed,
             reraise=True,
@@ -132,7 +132,7 @@ class SourceRunner:
             self._status(state="stopped", next_attempt_at=None)
             raise
         except Exception:
-            if not _stopping():
+            if not stopping():
                 raise
             self._status(state="stopped", next_attempt_at=None)
             raise asyncio.CancelledError from None
@@ -240,12 +240,6 @@ class SourceRunner:
             log.warning("could not record source status", source=self.name, error=str(exc))
         if self.on_change is not None:
             self.on_change(self)
-
-
-def _stopping() -> bool:
-    """Whether the running task was asked to stop (cancelled)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def backoff(failures: int, *, initial: float = 1.0, cap: float = MAX_BACKOFF) -> float:

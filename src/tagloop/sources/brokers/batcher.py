@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from tagloop.sources.base import Deliver, Record
+from tagloop.sources.base import Deliver, Record, stopping
 from tagloop.sources.brokers.errors import BrokerError, describe_error
 
 __all__ = ["Ack", "Batcher", "Unit"]
@@ -115,6 +115,11 @@ class Batcher:
                 self._flush_now = False
                 self._space.set()
                 await self._commit(units)
+                if stopping():
+                    # A client library swallowed the cancellation of a stop while acking
+                    # (redis-py's XACK does, now and then): stop anyway, or this loop
+                    # would wait for the next batch for ever.
+                    raise asyncio.CancelledError
         finally:
             self.close()
             # Nothing buffered was delivered: nack so the broker redelivers it promptly.
@@ -127,16 +132,20 @@ class Batcher:
         while not self._units:
             self._wake.clear()
             await self._wake.wait()
+        loop = asyncio.get_running_loop()
         while not self._flush_now:
             left = self._first_at + self.max_wait - time.monotonic()
             if left <= 0:
                 return
             self._wake.clear()
+            # A timer that sets the event, not `asyncio.timeout`: on Python 3.11 a stop
+            # (cancel) arriving as the timeout expires can come out as a TimeoutError, and
+            # the batcher then waited for ever instead of stopping.
+            timer = loop.call_later(left, self._wake.set)
             try:
-                async with asyncio.timeout(left):
-                    await self._wake.wait()
-            except TimeoutError:
-                return
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     async def _commit(self, units: list[Unit]) -> None:
         records = [record for unit in units for record in unit.records]
