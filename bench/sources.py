@@ -16,8 +16,8 @@ tag on the devices (``last(vibration.mm_s) > 50``), so every commit also evaluat
 - ``latency``: NATS, published by another process at a steady rate (default 1,000/s) with
   ``time.time_ns()`` in each payload; every event flips its device's tag (values alternate
   100/0 per device), and the latency is from that publish time to the return of the commit
-  that stored the event and its tag change. Run with the source's ``max_wait_ms`` at 50
-  (its default) and at 10 (``--max-wait-ms``).
+  that stored the event and its tag change. Run with the source's ``max_wait_ms`` at 10
+  (its default) and at 50 (``--max-wait-ms``).
 
 Every run checks that each event was stored exactly once (the store's count is N).
 
@@ -695,7 +695,7 @@ def main() -> None:
     parser.add_argument(
         "--max-wait-ms",
         default="10,50",
-        help="the NATS source's max_wait_ms in the latency runs, comma-separated (50: default)",
+        help="the NATS source's max_wait_ms in the latency runs, comma-separated (10: default)",
     )
     parser.add_argument(
         "--nats-batch-size", type=int, help="the NATS source's batch_size (default: its own)"

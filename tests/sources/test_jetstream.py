@@ -44,7 +44,7 @@ def reading(n: int, device: str | None = None) -> bytes:
     )
 
 
-def source_yaml(stream: str, batch_size: int = 200) -> str:
+def source_yaml(stream: str, batch_size: int = 200, ack_wait_s: float = 30) -> str:
     return f"""
         name: vibration
         kind: nats
@@ -52,6 +52,7 @@ def source_yaml(stream: str, batch_size: int = 200) -> str:
         stream: {stream}
         subjects: ["{stream}.factory.*.vibration"]
         batch_size: {batch_size}
+        ack_wait_s: {ack_wait_s}
         mapping:
           type: vibration
           entity_type: device
@@ -177,7 +178,8 @@ def test_killed_mid_stream_then_restarted_stores_every_message_exactly_once(
     tmp_path: Path, stream: str
 ) -> None:
     total = 20_000
-    root = workspace(tmp_path, source_yaml(stream, batch_size=100))
+    # What the killed run held comes back after ack_wait_s: short, so the test is too.
+    root = workspace(tmp_path, source_yaml(stream, batch_size=100, ack_wait_s=3))
     Runtime.open(root)  # migrate before starting the clock
     asyncio.run(publish(stream, [reading(n) for n in range(total)]))
     store = f"sqlite:///{tmp_path}/store.db"

@@ -62,6 +62,10 @@ class NatsConfig(BrokerConfig):
     subjects: dict[str, dict[str, Any]] = Field(min_length=1)
     durable: str | None = None
     deliver_policy: Literal["all", "new"] = "all"
+    ack_wait_s: float = Field(30.0, ge=1, le=3600)
+    """How long the server waits for an acknowledgement before delivering a message again:
+    after a crash, what the dead run held comes back after this (and, as at most three
+    batches may be un-acknowledged, new messages wait for it too)."""
 
     def streams(self) -> dict[str, dict[str, Any]]:
         # Each pattern is a stream: its records name it (Record.stream) and its mapping is
@@ -192,6 +196,7 @@ class NatsSource(BrokerSource):
                     # Above what the source holds (2 batches) plus the fetch in progress,
                     # so the server never throttles below the source's own bound.
                     max_ack_pending=3 * cfg.batch_size,
+                    ack_wait=cfg.ack_wait_s,
                 ),
                 # FastStream keeps fetching until batch_size messages or max_wait passed.
                 pull_sub=PullSub(cfg.batch_size, timeout=cfg.max_wait_ms / 1000, batch=True),
