@@ -181,3 +181,73 @@ def test_one_failing_source_does_not_stop_the_others(ws: Path) -> None:
 
     asyncio.run(scenario())
     assert {row.state for row in source_store.statuses(rt.db).values()} == {"stopped"}
+
+
+def test_a_source_whose_process_died_shows_as_lost(
+    ws: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A process killed with SIGKILL cannot write `stopped`: without a heartbeat for a
+    minute its `running` source is shown `lost` (and status exits 1), not running for ever."""
+    from tagloop.sources.status import LOST_AFTER
+    from tagloop.timeutil import now_us
+
+    rt = Runtime.open(ws)
+    now = now_us()
+    source_store.set_status(rt.db, "orders", {"state": "running", "updated_at": now - 5_000_000})
+    source_store.set_status(rt.db, "erp", {"state": "idle", "updated_at": now})
+    code, states = status(capsys, ws)
+    assert code == 0 and states["orders"]["state"] == "running"
+    stale = now - (LOST_AFTER + 1) * 1_000_000
+    source_store.set_status(rt.db, "orders", {"state": "running", "updated_at": stale})
+    code, states = status(capsys, ws)
+    assert code == 1 and states["orders"]["state"] == "lost"
+    assert states["orders"]["updated"].startswith(time.strftime("%Y-", time.gmtime()))
+    assert states["erp"]["state"] == "idle"
+    code, text = tagloop(capsys, ws, "sources", "status")
+    assert code == 1 and "lost" in text
+
+
+def test_a_quiet_listener_writes_a_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However quiet a source, its status row is rewritten every HEARTBEAT seconds."""
+    from tagloop.sources import runner as runner_module
+    from tagloop.sources.base import Deliver, StreamSource
+
+    class Quiet(StreamSource):
+        kind = "nats"
+
+        async def run(self, deliver: Deliver) -> None:
+            await asyncio.Event().wait()
+
+    class QuietRunner(SourceRunner):
+        pulled = False
+
+        def _source(self) -> Quiet:
+            return Quiet("orders", None)
+
+    monkeypatch.setattr(runner_module, "HEARTBEAT", 0.5)
+    root = write_workspace(
+        tmp_path / "ws", f"sqlite:///{tmp_path}/store.db", extra={"sources/orders.yaml": ORDERS}
+    )
+    rt = Runtime.open(root)
+    runner = QuietRunner(rt, rt.workspace.sources["orders"])
+
+    async def scenario() -> set[int]:
+        task = asyncio.create_task(runner.run_forever())
+        seen: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(seen) < 3 and time.monotonic() < deadline:
+            row = source_store.statuses(rt.db).get("orders")
+            if row is not None and row.state == "running":
+                seen.add(row.updated_at)
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        rt.close()
+    assert len(seen) >= 3, "the status of a quiet running source was not rewritten"

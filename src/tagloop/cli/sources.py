@@ -16,6 +16,7 @@ from tagloop.cli.output import err, json_text, out, rejections
 from tagloop.runtime import Runtime
 from tagloop.sources.runner import SourceRunner, runners_for
 from tagloop.sources.status import source_view
+from tagloop.sources.status import state as shown_state
 from tagloop.store import sources as source_store
 from tagloop.timeutil import now_us
 
@@ -48,14 +49,14 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON, as GET /v1/sources does."),
 ) -> None:
     """What each source is doing (whichever process runs it): state, counts, lag, last
-    success and last error. Exit 1 if a source is failing."""
+    success and last error. Exit 1 if a source is failing or lost."""
     rt = open_runtime(ctx)
     rows = source_store.statuses(rt.db)
     if as_json:
         print(json_text([source_view(d, rows.get(n)) for n, d in rt.workspace.sources.items()]))
     else:
         out.print(status_table(rt, rows))
-    if any(row.state == "failing" for row in rows.values()):
+    if any(shown_state(row) in ("failing", "lost") for row in rows.values()):
         raise typer.Exit(1)
 
 

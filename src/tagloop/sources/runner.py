@@ -36,6 +36,7 @@ log = logs.get("tagloop.sources")
 
 DEFAULT_EVERY = "1m"  # pulled sources without a schedule
 MAX_BACKOFF = 300.0  # seconds between attempts of a failing source, at most
+HEARTBEAT = 10.0  # seconds between status writes of a quiet source, at most
 
 
 class SourceRunner:
@@ -138,34 +139,40 @@ class SourceRunner:
             raise asyncio.CancelledError from None
 
     async def _run(self) -> None:
-        if not self.pulled:
-            await self._listen()
-            return
-        while True:
-            await anyio.to_thread.run_sync(self.run_once)
-            delay = self.seconds_until_next()
-            self._status(state="idle", next_attempt_at=now_us() + int(delay * 1e6))
-            await asyncio.sleep(delay)
+        flusher = asyncio.create_task(self._flush_status())
+        try:
+            if not self.pulled:
+                await self._listen()
+                return
+            while True:
+                await anyio.to_thread.run_sync(self.run_once)
+                delay = self.seconds_until_next()
+                self._status(state="idle", next_attempt_at=now_us() + int(delay * 1e6))
+                await asyncio.sleep(delay)
+        finally:
+            flusher.cancel()
 
     async def _listen(self) -> None:
         source = self._source()
         assert isinstance(source, StreamSource)
         self._status(state="running")
-        flusher = asyncio.create_task(self._flush_status())
         try:
             await source.run(self.deliver)
         finally:
-            flusher.cancel()
             if self._dirty:
                 self._status(last_success_at=self._success_at, failures=self.failures)
 
     async def _flush_status(self) -> None:
         """Write the counts a busy listener did not write (at most once a second), so that
-        the status is current within a second even when the messages stop."""
+        the status is current within a second even when the messages stop; and, however
+        quiet the source, a heartbeat every `HEARTBEAT` seconds, by which readers tell a
+        running source from one whose process died without a word (`status.LOST_AFTER`)."""
         while True:
             await asyncio.sleep(1.0)
             if self._dirty:
                 self._status(last_success_at=self._success_at, failures=0)
+            elif time.monotonic() - self._written_at >= HEARTBEAT:
+                self._status()
 
     def seconds_until_next(self, now: datetime | None = None) -> float:
         """Seconds to the next scheduled pull (``every`` or ``cron``, in the workspace's

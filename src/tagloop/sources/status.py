@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagloop.timeutil import iso
+from tagloop.timeutil import iso, now_us
 from tagloop.workspace.sources import SourceDefinition
 
 
@@ -17,6 +17,27 @@ def schedule(defn: SourceDefinition) -> str | None:
     if spec.cron:
         return f"cron {spec.cron}"
     return f"every {spec.every}" if spec.every else None
+
+
+LOST_AFTER = 60  # seconds without a status write after which a running source is "lost"
+
+
+def state(row: Any, now: int | None = None) -> str:
+    """The state to show for a status ``row``: as written, except ``lost`` for a source
+    written ``running`` or ``idle`` whose process stopped writing its heartbeat (killed, or
+    its machine gone) more than `LOST_AFTER` seconds ago, which would otherwise show as
+    running for ever.
+
+    >>> from types import SimpleNamespace as Row
+    >>> state(Row(state="running", updated_at=0), now=61_000_000)
+    'lost'
+    >>> state(Row(state="stopped", updated_at=0), now=61_000_000)
+    'stopped'
+    """
+    now = now_us() if now is None else now
+    if row.state in ("running", "idle") and now - row.updated_at > LOST_AFTER * 1_000_000:
+        return "lost"
+    return str(row.state)
 
 
 def source_view(defn: SourceDefinition, row: Any) -> dict[str, Any]:
@@ -41,11 +62,12 @@ def source_view(defn: SourceDefinition, row: Any) -> dict[str, Any]:
         "failures": 0,
         "next_attempt": None,
         "host": None,
+        "updated": None,
     }
     if row is None:
         return view
     view.update(
-        state=row.state,
+        state=state(row),
         records_read=row.records_read,
         events_written=row.events_written,
         rejected=row.rejected,
@@ -56,5 +78,6 @@ def source_view(defn: SourceDefinition, row: Any) -> dict[str, Any]:
         failures=row.failures,
         next_attempt=iso(row.next_attempt_at) if row.next_attempt_at else None,
         host=row.host,
+        updated=iso(row.updated_at),
     )
     return view

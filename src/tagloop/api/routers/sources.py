@@ -31,7 +31,10 @@ class SourceOut(BaseModel):
     enabled: bool
     schedule: str | None = Field(description="'every 5m' or 'cron 0 2 * * *' (pulled sources)")
     streams: list[str] = Field(description="tables, subjects or topics ('' for one stream)")
-    state: str = Field(description="never run, running, idle or failing")
+    state: str = Field(
+        description="never run, running, idle, failing, stopped, or lost (its process "
+        "stopped writing its status: killed or gone)"
+    )
     records_read: int = 0
     events_written: int = 0
     rejected: int = Field(0, description="records sent to the dead letters")
@@ -42,6 +45,7 @@ class SourceOut(BaseModel):
     failures: int = Field(0, description="consecutive failed attempts")
     next_attempt: str | None = Field(None, description="the next pull or retry")
     host: str | None = Field(None, description="the machine that runs it")
+    updated: str | None = Field(None, description="when its process last wrote this status")
 
 
 class PushResult(BaseModel):
