@@ -8,7 +8,7 @@ documented in docs/plugins.md, and a test fails when one is not.
 # mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
 
+    from tagloop.flows.actions.base import Action
     from tagloop.ingest.formats import IngestFormat
     from tagloop.sources.base import SourceKind
 
@@ -48,4 +49,24 @@ def tagloop_source_kinds() -> list[SourceKind]:
     or `tagloop.sources.base.StreamSource` subclasses, each with its ``kind`` name and its
     ``config_model``. Built in: ``file``, ``sql``, ``rest``, ``nats``, ``rabbitmq``,
     ``mqtt``, ``redis``, ``kafka``.
+    """
+
+
+@hookspec
+def tagloop_flow_actions() -> list[type[Action]]:
+    """Actions flows can run (``actions:`` in ``flows/*.yaml``): `tagloop.flows.actions.base.
+    Action` subclasses, each with its ``name``, its ``Args`` model and ``run``. Built in:
+    ``webhook``, ``notify``, ``create_work_order``, ``set_attribute``, ``set_priority``,
+    ``add_tag``, ``remove_tag``, ``start_process``, ``emit_event``.
+    """
+
+
+@hookspec
+def tagloop_start_process(
+    process: str, entity_type: str, entity_id: str, inputs: dict[str, Any], idempotency_key: str
+) -> dict[str, Any] | None:
+    """Start the collaboration process ``process`` for an entity (the ``start_process``
+    flow action); return what was started (JSON-able, e.g. ``{"process_id": ...}``) or None
+    when this plugin does not know the process. ``idempotency_key`` is the same for every
+    retry of one step of one run: start at most one process per key.
     """

@@ -15,6 +15,7 @@ BUILTINS = (
     "tagloop.api.routers",
     "tagloop.cli.commands",
     "tagloop.sources.kinds",
+    "tagloop.flows.actions.builtin",
 )
 
 

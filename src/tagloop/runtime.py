@@ -16,6 +16,7 @@ from tagloop.engine.definitions import sync
 from tagloop.engine.evaluator import Engine
 from tagloop.engine.plans import ActiveTag
 from tagloop.engine.timers import TimerLoop, fire_due
+from tagloop.flows.background import FlowThread
 from tagloop.ingest.pipeline import CommitResult, Ingestor, Part
 from tagloop.ingest.remote import RemoteWriter, WriterAddress
 from tagloop.ingest.writer import GroupCommitter
@@ -41,6 +42,7 @@ class Runtime:
     ingestor: Ingestor = field(init=False)
     writer: GroupCommitter | None = field(init=False, default=None)
     timers: TimerLoop | None = field(init=False, default=None)
+    flows: FlowThread | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.engine = Engine(
@@ -88,6 +90,7 @@ class Runtime:
             self.db.start_checkpointer()
             self.writer = GroupCommitter(self.ingestor.commit_many)
             self.start_timers(self.writer.submit)
+            self.start_flows()
         else:
             self.writer = GroupCommitter(RemoteWriter(remote).commit_many)
         self.ingestor.committer = self.writer
@@ -97,11 +100,20 @@ class Runtime:
         interval = parse_duration(self.workspace.project.engine.timer_poll) / 1e6
         self.timers = TimerLoop(self.db, self.clock, commit, interval)
 
+    def start_flows(self) -> None:
+        """Run the workspace's flows in the background (the process that commits does: the
+        triggers that make runs are in its commits, and it is woken by them)."""
+        if self.flows is None and self.workspace.flows:
+            self.flows = FlowThread(self)
+
     def fire_timers(self) -> int:
         """Re-evaluate the entities whose timers are due now (what the loop does)."""
         return fire_due(self.db, self.clock, lambda part: self.ingestor.commit_many([part])[0])
 
     def close(self) -> None:
+        if self.flows is not None:
+            self.flows.stop()
+            self.flows = None
         if self.timers is not None:
             self.timers.stop()
             self.timers = None

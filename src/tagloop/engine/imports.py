@@ -305,7 +305,26 @@ def _remove_missing(
             for t, i in tag_store.assigned_ids(conn, tag.name)
             if t == entity_type and i not in kept
         ]
-    for chunk in _chunks(gone):
+    remove(db, engine, tag, gone, report, where=where, now=now, actor=actor, mode="replace")
+
+
+def remove(
+    db: Database,
+    engine: Engine,
+    tag: ActiveTag,
+    ids: list[str],
+    report: ImportReport,
+    *,
+    where: str,
+    now: int,
+    actor: audit.Actor | None = None,
+    mode: Mode = "merge",
+) -> None:
+    """Take the imported ``tag`` away from the entities ``ids`` (those that hold it), and
+    re-evaluate the computed tags that read it; audited like an upload."""
+    actor = actor or audit.Actor.system()
+    entity_type = tag.definition.entity
+    for chunk in _chunks(ids):
         with engine.lock, db.write() as conn:  # lock first: the order commits take
             rows = entity_store.load(db, conn, [(entity_type, i) for i in chunk])
             current = tag_store.current(db, conn, rows, [tag.name])
@@ -319,7 +338,7 @@ def _remove_missing(
                     previous=held.value,
                     version=held.version,
                     source=SOURCE,
-                    evidence={"replaced": True},
+                    evidence={"replaced": True} if mode == "replace" else {"removed": where},
                     at=now,
                 )
                 for (_, entity_id, _), held in current.items()
@@ -327,7 +346,7 @@ def _remove_missing(
             report.removed += len(changes)
             tag_store.apply(db, conn, changes)
             _propagate(db, conn, engine, tag, rows, now, report)
-            _audit(db, conn, actor, tag, changes, where, "replace")
+            _audit(db, conn, actor, tag, changes, where, mode)
 
 
 def _propagate(

@@ -16,11 +16,13 @@ from tagloop.engine import identities, profiles
 from tagloop.engine.evaluator import Engine, Touched
 from tagloop.engine.profiles import SYSTEM_FIELDS
 from tagloop.errors import ValidationFailed
+from tagloop.flows.triggers import Triggers
 from tagloop.ingest.event import Batch, Event, Rejection
 from tagloop.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED, TAG_CHANGES
 from tagloop.store import deadletters as deadletter_store
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
+from tagloop.store import flows as flow_store
 from tagloop.store import sources as source_store
 from tagloop.store import tags as tag_store
 from tagloop.store import timers as timer_store
@@ -99,6 +101,10 @@ class Ingestor:
         self.committer: Callable[[list[Event]], CommitResult] = self.commit
         # The engine's state is one per process: commits in it must not overlap.
         self.lock = engine.lock
+        # Flows started by events and tag changes: their runs are written in the commit.
+        self.triggers = Triggers(workspace) if workspace.flows else None
+        # Called after a commit that started flow runs (a worker in this process waits).
+        self.on_flow_runs: Callable[[], None] | None = None
 
     def check(self, batch: Batch) -> None:
         """Move every event that does not fit the dictionary into ``batch.rejections``;
@@ -267,9 +273,15 @@ class Ingestor:
                 tag_store.apply(self.db, conn, tag_changes)
                 stale = [(k[0], k[1], None, True) for k in rechecks if k not in rows]
                 timer_store.set_due(self.db, conn, [*timers, *stale])
+                started = 0
+                if self.triggers:
+                    runs = self.triggers.runs(self.db, conn, new, tag_changes, now)
+                    started = flow_store.create_runs(self.db, conn, runs)
         except BaseException:
             engine.forget(keys)
             raise
+        if started and self.on_flow_runs is not None:
+            self.on_flow_runs()
         accepted = [0] * len(parts)
         for event in new:
             accepted[owner[event.id]] += 1

@@ -46,6 +46,10 @@ class Scope:
     tags: dict[str, TagInfo] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)  # model -> entity type
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    # Flow conditions only: other entities by type name (``customer.tags.contains(..)``,
+    # ``customer.city``), and the event type that triggered the flow (``event.amount``).
+    qualifiers: dict[str, Scope] = field(default_factory=dict)
+    trigger_event: str | None = None
 
     def attribute_type(self, name: str) -> str | None:
         return self.fields.get(name) or SYSTEM_ATTRIBUTES.get(name)
@@ -152,6 +156,11 @@ class _Binder:
         if where == _Where.EVENT:
             return self._event_field(node)
         kind = self.scope.attribute_type(head)
+        if kind is None and len(node.parts) > 1:
+            if head == "event" and self.scope.trigger_event is not None:
+                return self._trigger_field(node)
+            if head in self.scope.qualifiers:
+                return self._qualified(node)
         if kind is None:
             if head in self.scope.events:
                 raise RuleError(
@@ -169,6 +178,35 @@ class _Binder:
                 raise RuleError(
                     f"{head!r} is {_a(kind)}, it has no field {node.parts[1]!r}", *node.span
                 )
+            kind = "any"
+        return b.Attr(kind, node.parts, text=to_text(node))
+
+    def _trigger_field(self, node: t.Name) -> b.B:
+        """``event.amount`` in a flow condition: a property of the triggering event."""
+        assert self.scope.trigger_event is not None
+        name = node.parts[1]
+        if name in EVENT_FIELDS and len(node.parts) == 2:
+            return b.Attr(EVENT_FIELDS[name], node.parts, text=to_text(node))
+        properties = self.scope.events.get(self.scope.trigger_event, {})
+        if properties and name not in properties:
+            raise RuleError(
+                f"unknown property {name!r} of {self.scope.trigger_event} events"
+                + suggest(name, [*properties, *EVENT_FIELDS]),
+                *node.span,
+            )
+        kind = properties.get(name, "any") if len(node.parts) == 2 else "any"
+        return b.Attr(kind, node.parts, text=to_text(node))
+
+    def _qualified(self, node: t.Name) -> b.B:
+        """``customer.city`` in a flow condition: an attribute of a related entity."""
+        head, name = node.parts[0], node.parts[1]
+        other = self.scope.qualifiers[head]
+        kind = other.attribute_type(name)
+        if kind is None:
+            raise RuleError(
+                f"unknown attribute {name!r} of {head}" + suggest(name, other.names), *node.span
+            )
+        if len(node.parts) > 2:
             kind = "any"
         return b.Attr(kind, node.parts, text=to_text(node))
 
@@ -590,6 +628,18 @@ class _Binder:
             call = t.Call("has_tag", node.args, span=node.span)
             bound = self._tag(call)
             return b.TagRef(bound.type, bound.name, "has", text=to_text(node))  # type: ignore[attr-defined]
+        other = target.parts[0] if isinstance(target, t.Name) else None
+        if (
+            other in self.scope.qualifiers
+            and isinstance(target, t.Name)
+            and target.parts[1:] == ("tags",)
+            and node.name == "contains"
+            and len(node.args) == 1
+        ):
+            call = t.Call("has_tag", node.args, span=node.span)
+            found = _Binder(self.scope.qualifiers[other])._tag(call)
+            assert isinstance(found, b.TagRef)
+            return b.TagRef(found.type, found.name, "has", on=other, text=to_text(node))
         if isinstance(target, t.Name) and len(target.parts) == 2 and target.parts[1] == "tags":
             raise RuleError(
                 f"a rule on {self.scope.entity_type} sees its own tags only: "

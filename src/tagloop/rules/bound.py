@@ -120,6 +120,9 @@ class TagRef(B):
 
     name: str
     mode: str
+    # Flow conditions: the related entity (by type name) whose tag this is; None: the
+    # entity's own tag, as in every tag rule.
+    on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,9 @@ _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.
 _NUMBER_TYPES = (int, float)
 
 
+QUALIFIED = "\x1f"  # between a related entity's type and its tag name (flow conditions)
+
+
 class Context(Protocol):
     """What a compiled rule reads while it runs (provided by the engine)."""
 
@@ -205,7 +208,9 @@ class _Compiler:
         return lambda ctx: ctx.agg(node)
 
     def _TagRef(self, node: b.TagRef) -> Fn:
-        name = node.name
+        # A related entity's tag (flow conditions) is asked for as "<type>\x1f<tag>": tag
+        # names cannot hold control characters, so the key cannot be a tag's own name.
+        name = node.name if node.on is None else f"{node.on}{QUALIFIED}{node.name}"
         if node.mode == "has":
             return lambda ctx: ctx.has_tag(name)
         if node.type == "datetime":  # valued tags hold times as text, as attributes do

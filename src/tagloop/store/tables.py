@@ -330,3 +330,95 @@ settings = Table(
     Column("key", String(KEY), primary_key=True),
     Column("value", Json),
 )
+
+# -- flows (tagloop.flows) ---------------------------------------------------------------
+
+# Each version of a flow definition a run started on (runs finish on their version).
+flow_versions = Table(
+    "flow_versions",
+    metadata,
+    Column("flow", String(KEY), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("flow", "digest"),
+)
+
+# One row per run; created in the transaction of the event or tag change that triggered it.
+flow_runs = Table(
+    "flow_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    # pending, running, waiting, retrying, succeeded, failed, skipped
+    Column("status", String(20), nullable=False),
+    Column("trigger", String(KEY), nullable=False),  # "event order_created", "manual" ...
+    Column("trigger_key", String(KEY), nullable=False),  # one run per flow and trigger
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("scope", Json, nullable=False),  # the trigger: event, related ids, chain
+    Column("next_at", BigInteger),  # when it may run next (pending, waiting, retrying)
+    Column("lease_until", BigInteger),  # a worker holds it until then (running)
+    Column("error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    UniqueConstraint("flow", "trigger_key"),
+    Index(None, "status", "next_at"),
+    Index(None, "flow", "status", "created_at"),
+    Index(None, "entity_type", "entity_id"),
+)
+
+# The trace: every condition, decision, wait and action attempt of a run, in order.
+flow_steps = Table(
+    "flow_steps",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("step", String(KEY), nullable=False),  # conditions[0], actions[2].then[0] ...
+    Column("kind", String(20), nullable=False),  # condition, if, wait, action, dedupe
+    Column("name", String(KEY), nullable=False),  # the action, or the condition's text
+    Column("attempt", Integer, nullable=False, default=1),
+    # ok, failed, retry, waiting, done
+    Column("status", String(20), nullable=False),
+    Column("args", Json),
+    Column("result", Json),
+    Column("error", Text),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Index(None, "run_id", "seq"),
+)
+
+# Dedupe windows: the run that holds a flow's key until a time.
+flow_dedupe = Table(
+    "flow_dedupe",
+    metadata,
+    Column("flow", String(KEY), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("until", BigInteger, nullable=False),
+)
+
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("key", String(KEY), nullable=False),  # the creating step's idempotency key
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("assignee", String(KEY)),
+    Column("status", String(20), nullable=False),  # open, in_progress, done, cancelled
+    Column("priority", String(20), nullable=False),
+    Column("due_at", BigInteger),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("flow", String(KEY)),
+    Column("run_id", String(36)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("key"),
+    Index(None, "status", "due_at"),
+    Index(None, "entity_type", "entity_id"),
+)

@@ -1,9 +1,10 @@
 """Loading a workspace folder: every file validated, every problem reported, nothing half-loaded.
 
 `load_workspace` reads ``tagloop.yaml``, ``entities/``, ``tags/`` (YAML, and SQL rules in
-``tags/*.sql``) and ``sources/``, validates each file with pydantic, cross-checks references
-between files, compiles every tag rule against the dictionary, and either returns a complete
-`Workspace` or raises one `WorkspaceError` listing each problem as ``file:line:col: message``.
+``tags/*.sql``), ``sources/``, ``actions/`` (action aliases) and ``flows/``, validates
+each file with pydantic, cross-checks references between files, compiles every tag rule
+(and every flow) against the dictionary, and either returns a complete `Workspace` or
+raises one `WorkspaceError` listing each problem as ``file:line:col: message``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from tagloop.errors import Problem, WorkspaceError
 from tagloop.names import suggest
+from tagloop.workspace.flows import ActionAliasSpec, FlowSpec
 from tagloop.workspace.models import EntityTypeSpec, ProjectFile, SourceSpec, TagSpec
 from tagloop.workspace.sources import check_source
 from tagloop.workspace.sqltags import read_sql_tags
@@ -67,6 +69,8 @@ class _Loader:
         # SQL rules come parsed, with spans into their .sql file: keep them for compiling.
         trees = {(tag.positions.file, tag.path): tag.trees for tag in sql_tags}
         source_items = list(self._many("sources", SourceSpec))
+        alias_items = list(self._many("actions", ActionAliasSpec))
+        flow_items = list(self._many("flows", FlowSpec))
         if project is None:
             raise self._failure()
 
@@ -86,6 +90,8 @@ class _Loader:
         )
         for source, pos, path in self._unique("source", source_items).values():
             self._check_source(workspace, source, pos, path)
+        if self.dictionary_complete:
+            self._check_flows(workspace, alias_items, flow_items)
         if self.problems:
             raise self._failure()
         return workspace
@@ -136,6 +142,9 @@ class _Loader:
     def _items(self, folder: str, data: Any, positions: Positions) -> list[tuple[Any, PathKey]]:
         if data is None:
             return []
+        singular = folder.removesuffix("s")  # `flow:` holding one flow, as platforms write it
+        if isinstance(data, dict) and len(data) == 1 and isinstance(data.get(singular), dict):
+            return [(data[singular], (singular,))]
         if isinstance(data, dict) and folder not in data:
             return [(data, ())]
         if isinstance(data, dict) and len(data) == 1 and isinstance(data[folder], list):
@@ -180,6 +189,33 @@ class _Loader:
                 continue
             seen[spec.name] = (spec, positions, path)
         return seen
+
+    def _check_flows(
+        self,
+        workspace: Workspace,
+        alias_items: list[tuple[ActionAliasSpec, Positions, PathKey]],
+        flow_items: list[tuple[FlowSpec, Positions, PathKey]],
+    ) -> None:
+        from tagloop.flows.definitions import FlowCompiler, Located
+        from tagloop.flows.registry import actions
+
+        known = actions()
+        aliases = {}
+        for alias, pos, path in self._unique("action", alias_items).values():
+            if alias.name in known:
+                self.problems.append(
+                    Problem(
+                        pos.locate((*path, "name")),
+                        f"{alias.name!r} is a built-in action: an alias needs another name",
+                    )
+                )
+                continue
+            aliases[alias.name] = Located(alias, pos, path)
+        compiler = FlowCompiler(workspace, known, aliases, self.problems.append)
+        for spec, pos, path in self._unique("flow", flow_items).values():
+            flow = compiler.compile(Located(spec, pos, path))
+            if flow is not None:
+                workspace.flows[flow.name] = flow
 
     def _check_source(
         self, workspace: Workspace, spec: SourceSpec, positions: Positions, path: PathKey

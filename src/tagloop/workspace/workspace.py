@@ -19,6 +19,7 @@ from tagloop.timeutil import parse_duration, zone
 from tagloop.workspace.models import EntityTypeSpec, ProjectFile, TagSpec
 
 if TYPE_CHECKING:
+    from tagloop.flows.steps import Flow
     from tagloop.workspace.sources import SourceDefinition
 
 DATABASE_ENV = "TAGLOOP_DATABASE_URL"
@@ -103,6 +104,7 @@ class Workspace:
     revision: str
     tags: dict[str, TagDefinition] = field(default_factory=dict)
     sources: dict[str, SourceDefinition] = field(default_factory=dict)
+    flows: dict[str, Flow] = field(default_factory=dict)
 
     @cached_property
     def dictionary(self) -> Dictionary:

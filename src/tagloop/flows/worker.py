@@ -1,0 +1,325 @@
+"""The flow worker: takes due runs from the store and runs them, durably.
+
+A run is leased while it runs (`LEASE`); a worker that dies leaves it leased, and the next
+worker takes it when the lease runs out and replays it (`tagloop.flows.runner`). Runs wait
+(``wait``, ``wait_until``, retries) in the store, not in memory, so a restart loses none.
+Per flow, ``concurrency`` bounds the runs in progress, ``rate`` the runs started per period
+(the others stay due and are taken later), and ``dedupe`` skips a run whose key another run
+holds within its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, select
+
+from tagloop import logs
+from tagloop.errors import NotFound, ValidationFailed
+from tagloop.flows import runner
+from tagloop.flows.scope import FlowContext, Subject
+from tagloop.flows.steps import Flow
+from tagloop.flows.store_effects import StoreEffects
+from tagloop.flows.templates import render
+from tagloop.flows.triggers import definition, start_row
+from tagloop.store import entities as entity_store
+from tagloop.store import flows as flow_store
+from tagloop.store.tables import tag_assignments
+from tagloop.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from tagloop.runtime import Runtime
+
+log = logs.get("tagloop.flows")
+LEASE = 5 * 60 * 1_000_000  # µs a worker holds a run it took
+BATCH = 50  # runs taken at once
+IDLE_WAIT = 1.0  # seconds between looks at the store when nothing woke the worker
+
+
+class FlowWorker:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.flows = rt.workspace.flows
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limits = {
+            name: asyncio.Semaphore(flow.spec.concurrency)
+            for name, flow in self.flows.items()
+            if flow.spec.concurrency
+        }
+        self._started: dict[str, list[float]] = {}  # flow -> monotonic start times (rate)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._versions: dict[tuple[str, int], Flow] = {}
+        self.finished = 0
+
+    # -- waking -------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look at the store now (thread-safe: called by the ingestor after a commit)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run_forever(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.rt.ingestor.on_flow_runs = self.wake
+        try:
+            while True:
+                taken = await self.run_due()
+                if taken:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle())
+        finally:
+            self.rt.ingestor.on_flow_runs = None
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _idle(self) -> float:
+        due = flow_store.next_due(self.rt.db)
+        if due is None:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, (due - self.rt.clock()) / 1e6))
+
+    async def run_due(self) -> int:
+        """Take the runs due now and start them; returns how many were taken."""
+        rows = await asyncio.to_thread(flow_store.claim, self.rt.db, self.rt.clock(), LEASE, BATCH)
+        for row in rows:
+            task = asyncio.create_task(self._process(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(rows)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run until no run is due now and none is in progress (tests, ``--once``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            taken = await self.run_due()
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            elif not taken:
+                return
+
+    # -- one run ------------------------------------------------------------------------
+    async def _process(self, row: Any) -> None:
+        flow = self.flow_for(row.flow, row.version)
+        if flow is None:
+            self._settle(row.id, "failed", error=f"flow {row.flow!r} is no longer defined")
+            return
+        limit = self._limits.get(flow.name)
+        if limit is not None:
+            async with limit:
+                await self._guarded(flow, row)
+        else:
+            await self._guarded(flow, row)
+
+    async def _guarded(self, flow: Flow, row: Any) -> None:
+        try:
+            await self._run(flow, row)
+        except asyncio.CancelledError:
+            raise  # stopping: the lease runs out and another worker resumes the run
+        except Exception as exc:
+            log.exception("flow run crashed", flow=flow.name, run=row.id)
+            self._settle(row.id, "failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _run(self, flow: Flow, row: Any) -> None:
+        now = self.rt.clock()
+        wait = self._rate_wait(flow)
+        if wait:
+            self._settle(row.id, "pending", next_at=now + int(wait * 1e6))
+            return
+        with self.rt.db.read() as conn:
+            trace = flow_store.trace(conn, row.id)
+        state = self.state(flow, row, trace)
+        if not trace and flow.spec.dedupe is not None:
+            holder = self._dedupe(flow, state, row.id, now)
+            if holder is not None:
+                self._settle(row.id, "skipped", error=f"duplicate of run {holder}")
+                return
+        outcome = await runner.execute(state)
+        if isinstance(outcome, runner.Done):
+            self._settle(row.id, "succeeded")
+        elif isinstance(outcome, runner.Skipped):
+            self._settle(row.id, "skipped", error=f"condition not met: {outcome.condition}")
+        elif isinstance(outcome, runner.Failed):
+            self._settle(row.id, "failed", error=outcome.error)
+        else:
+            self._settle(row.id, outcome.status, next_at=outcome.until)
+
+    def _settle(self, run_id: str, status: str, **values: Any) -> None:
+        flow_store.settle(self.rt.db, run_id, status, self.rt.clock(), **values)
+        if status in flow_store.FINISHED:
+            self.finished += 1
+
+    def _rate_wait(self, flow: Flow) -> float:
+        """Seconds until ``flow`` may start another run (0: now), counting this one."""
+        rate = flow.spec.rate
+        if rate is None:
+            return 0.0
+        per = parse_duration(rate.per) / 1e6
+        now = time.monotonic()
+        started = [t for t in self._started.get(flow.name, []) if now - t < per]
+        if len(started) >= rate.limit:
+            self._started[flow.name] = started
+            return max(0.001, started[0] + per - now)
+        started.append(now)
+        self._started[flow.name] = started
+        return 0.0
+
+    def _dedupe(self, flow: Flow, state: runner.RunState, run_id: str, now: int) -> str | None:
+        spec = flow.spec.dedupe
+        assert spec is not None
+        key = render(spec.key, state.scope)[:255]
+        until = now + parse_duration(spec.window)
+        holder = flow_store.hold_dedupe(self.rt.db, flow.name, key, run_id, until, now)
+        state.note("dedupe", "dedupe", key, "done", result={"key": key, "duplicate_of": holder})
+        return holder
+
+    def flow_for(self, name: str, version: int) -> Flow | None:
+        """The flow as it was at ``version``: runs finish on the version they started on,
+        even when the definition changed since."""
+        cached = self._versions.get((name, version))
+        if cached is not None:
+            return cached
+        with self.rt.db.read() as conn:
+            stored = flow_store.definition(conn, name, version)
+        current = self.flows.get(name)
+        if current is not None and (stored is None or stored[0] == current.digest):
+            flow: Flow | None = current
+        elif stored is not None:
+            flow = compile_stored(self.rt.workspace, name, version, stored[1])
+        else:
+            flow = None
+        if flow is not None:
+            self._versions[(name, version)] = flow
+        return flow
+
+    # -- scope ----------------------------------------------------------------------------
+    def state(
+        self, flow: Flow, row: Any, trace: list[Any], *, dry: bool = False
+    ) -> runner.RunState:
+        """The run's state: what its conditions and templates see, and its trace so far."""
+        scope: Mapping[str, Any] = row.scope or {}
+        related_ids: dict[str, str] = dict(scope.get("related") or {})
+        subjects = self.subjects([(row.entity_type, row.entity_id), *related_ids.items()])
+        entity = subjects.get((row.entity_type, row.entity_id)) or Subject(
+            row.entity_type, row.entity_id
+        )
+        related = {t: subjects[(t, i)] for t, i in related_ids.items() if (t, i) in subjects}
+        event = scope.get("event")
+        context = FlowContext(self.rt.clock(), entity, event, related)
+        view: dict[str, Any] = {name: s.as_dict() for name, s in related.items()}
+        view.update(
+            {
+                entity.type: entity.as_dict(),
+                "entity": entity.as_dict(),
+                "event": event or {},
+                "change": scope.get("change") or {},
+                "run": {"id": row.id, "flow": flow.name, "version": row.version},
+            }
+        )
+        chain = list(scope.get("chain") or [flow.name])
+        effects = None if dry else StoreEffects(self.rt, row.id, flow.name, chain)
+        state = runner.RunState(
+            run_id=row.id,
+            flow=flow,
+            version=row.version,
+            now=self.rt.clock,
+            context=context,
+            scope=view,
+            effects=effects,
+            recorded=runner.RunState.trace_index(trace),
+        )
+        if not dry:
+            state.persist = lambda rows: flow_store.record(self.rt.db, rows)
+        return state
+
+    def subjects(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
+        """Profiles and held tags of ``keys`` (those that exist)."""
+        now = self.rt.clock()
+        found: dict[tuple[str, str], Subject] = {}
+        with self.rt.db.read() as conn:
+            rows = entity_store.load(self.rt.db, conn, keys)
+            for key, profile in rows.items():
+                held = conn.execute(
+                    select(tag_assignments.c.tag, tag_assignments.c.value).where(
+                        and_(
+                            tag_assignments.c.entity_type == key[0],
+                            tag_assignments.c.entity_id == key[1],
+                            tag_assignments.c.status == "active",
+                            (tag_assignments.c.expires_at.is_(None))
+                            | (tag_assignments.c.expires_at > now),
+                        )
+                    )
+                )
+                found[key] = Subject(
+                    key[0],
+                    key[1],
+                    profile.attributes,
+                    {tag: self.rt.db.json_value(value) for tag, value in held},
+                )
+        return found
+
+    # -- starting runs by hand --------------------------------------------------------------
+    def start(
+        self, name: str, entity_type: str, entity_id: str, inputs: Mapping[str, Any] | None = None
+    ) -> str:
+        """Start ``name`` for an entity now (a manual or API start); returns the run id."""
+        flow = self.flows.get(name)
+        if flow is None:
+            from tagloop.names import suggest
+
+            raise NotFound(f"unknown flow {name!r}" + suggest(name, self.flows))
+        if entity_type != flow.entity_type:
+            raise ValidationFailed(f"flow {name!r} runs on {flow.entity_type}, not {entity_type}")
+        now = self.rt.clock()
+        with self.rt.db.write() as conn:
+            version = flow_store.version(
+                self.rt.db, conn, flow.name, flow.digest, definition(flow), now
+            )
+            row = start_row(
+                flow,
+                version,
+                f"manual:{now}:{entity_id}",
+                entity_type,
+                entity_id,
+                {"event": {"type": "manual", "properties": dict(inputs or {})}},
+                [],
+                now,
+            )
+            flow_store.create_runs(self.rt.db, conn, [row])
+        self.wake()
+        return str(row["id"])
+
+
+def compile_stored(
+    workspace: Any, name: str, version: int, stored: Mapping[str, Any]
+) -> Flow | None:
+    """Compile a stored version of a flow (its spec and the aliases it used then)."""
+    from tagloop.errors import Problem
+    from tagloop.flows.definitions import FlowCompiler, Located
+    from tagloop.flows.registry import actions
+    from tagloop.workspace.flows import ActionAliasSpec, FlowSpec
+    from tagloop.workspace.yamlfile import Positions
+
+    where = Positions(f"flow {name} version {version}")
+    aliases = {
+        alias: Located(ActionAliasSpec(name=alias, do=do), where, ())
+        for alias, do in (stored.get("aliases") or {}).items()
+    }
+    problems: list[Problem] = []
+    compiler = FlowCompiler(workspace, actions(), aliases, problems.append)
+    flow = compiler.compile(Located(FlowSpec.model_validate(stored["spec"]), where, ()))
+    if flow is None:
+        log.warning(
+            "a stored flow version no longer compiles",
+            flow=name,
+            version=version,
+            problems=[str(p) for p in problems],
+        )
+    return flow

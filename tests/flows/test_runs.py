@@ -1,0 +1,281 @@
+"""Flow runs through the worker against the real store: retries with backoff that keep one
+idempotency key, giving up and re-driving, dedupe, loop detection, waits, branches,
+parallel groups, every internal action, and versions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tagloop.flows.worker import FlowWorker
+from tagloop.ingest.event import Batch, Event
+from tagloop.runtime import Runtime
+from tagloop.store import flows as flow_store
+from tagloop.store import work_orders
+from tests.flows.conftest import ORDER, Receiver, flow_workspace
+
+START = 1_717_200_000_000_000  # 2024-06-01 00:00 UTC, in µs
+
+
+class Clock:
+    """A clock the test moves (waits and backoffs without waiting)."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1e6)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def open_rt(
+    tmp_path: Path,
+    database_url: str,
+    flows: dict[str, str],
+    clock: Clock,
+    aliases: str = "actions: []\n",
+) -> Runtime:
+    root = flow_workspace(tmp_path / "ws", database_url, flows, aliases)
+    return Runtime.open(root, clock=clock)
+
+
+@pytest.fixture
+def make(tmp_path: Path, database_url: str, clock: Clock) -> Iterator[Any]:
+    opened: list[Runtime] = []
+
+    def build(flows: dict[str, str], aliases: str = "actions: []\n") -> Runtime:
+        rt = open_rt(tmp_path, database_url, flows, clock, aliases)
+        opened.append(rt)
+        return rt
+
+    yield build
+    for rt in opened:
+        rt.close()
+
+
+def order(rt: Runtime, oid: str, amount: float = 10, **extra: Any) -> None:
+    now = rt.clock()
+    event = Event(
+        f"o-{oid}-{now}",
+        "order_created",
+        "order",
+        oid,
+        now,
+        properties={"amount": amount},
+        received_at=now,
+        **extra,
+    )
+    rt.ingestor.ingest(Batch([(0, event)]))
+
+
+def drain(rt: Runtime) -> FlowWorker:
+    worker = FlowWorker(rt)
+    asyncio.run(worker.drain())
+    return worker
+
+
+def the_run(rt: Runtime, flow: str) -> Any:
+    with rt.db.read() as conn:
+        (run,) = flow_store.runs(conn, flow=flow)
+        return run
+
+
+def trace(rt: Runtime, run_id: str) -> list[Any]:
+    with rt.db.read() as conn:
+        return flow_store.trace(conn, run_id)
+
+
+def flow(name: str, steps: str, extra: str = "") -> str:
+    return f"flow:\n  name: {name}\n  trigger: order_created\n{extra}  steps:\n{steps}"
+
+
+SECRET = "whsec_" + "dGFnbG9vcC10ZXN0LXNlY3JldC0zMi1ieXRlcy0h"
+
+
+def test_a_failing_webhook_is_retried_with_backoff_under_one_idempotency_key(
+    make: Any, clock: Clock, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    receiver.answers = [(503, {}, {}), (429, {}, {"Retry-After": "30"})]
+    step = f"    - webhook: {{url: '{receiver.url}/in', secret_env: HOOK_SECRET}}\n"
+    rt = make({"hook.yaml": flow("hook", step)})
+    order(rt, "O-1")
+    drain(rt)
+    run = the_run(rt, "hook")
+    assert run.status == "retrying" and run.next_at > clock.now
+    clock.advance(2)  # past the first backoff (1 s + jitter)
+    drain(rt)
+    run = the_run(rt, "hook")
+    assert run.status == "retrying"
+    assert run.next_at == clock.now + 30_000_000  # what Retry-After asked
+    drain(rt)  # not due yet: nothing sent
+    assert len(receiver.requests) == 2
+    clock.advance(30)
+    drain(rt)
+    assert the_run(rt, "hook").status == "succeeded"
+    keys = {r.headers["idempotency-key"] for r in receiver.requests}
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert len(receiver.requests) == 3 and len(keys) == 1 and keys == ids
+    for request in receiver.requests:  # each attempt signed afresh, verifiably
+        Webhook(SECRET).verify(request.body, request.headers)
+    attempts = [(t.attempt, t.status) for t in trace(rt, run.id) if t.kind == "action"]
+    assert attempts == [(1, "retry"), (2, "retry"), (3, "ok")]
+
+
+def test_a_run_that_gives_up_is_failed_and_can_be_re_driven(
+    make: Any, clock: Clock, receiver: Receiver
+) -> None:
+    receiver.answers = [(503, {}, {})] * 2
+    steps = f"    - set_priority(HIGH)\n    - webhook: {{url: '{receiver.url}/in'}}\n"
+    rt = make({"hook.yaml": flow("hook", steps, "  retry: {attempts: 2, initial: 1s}\n")})
+    order(rt, "O-1")
+    drain(rt)
+    clock.advance(5)
+    drain(rt)
+    run = the_run(rt, "hook")
+    assert run.status == "failed"
+    assert "gave up after 2 attempt(s)" in run.error and "503" in run.error
+    assert flow_store.retry(rt.db, run.id, clock.now)
+    drain(rt)
+    run = the_run(rt, "hook")
+    assert run.status == "succeeded", run.error
+    # The step that had succeeded was not done again; the webhook got a third attempt.
+    kinds = [(t.step, t.status) for t in trace(rt, run.id) if t.kind == "action"]
+    assert kinds == [
+        ("steps[0]", "ok"),
+        ("steps[1]", "retry"),
+        ("steps[1]", "failed"),
+        ("steps[1]", "ok"),
+    ]
+    assert not flow_store.retry(rt.db, run.id, clock.now)  # only failed runs
+
+
+def test_dedupe_skips_runs_within_the_window(make: Any, clock: Clock) -> None:
+    extra = "  dedupe: {key: '{{ entity.id }}', window: 1h}\n"
+    rt = make({"d.yaml": flow("d", "    - set_priority(HIGH)\n", extra)})
+    order(rt, "O-1")
+    order(rt, "O-2")
+    clock.advance(1)
+    order(rt, "O-1")
+    drain(rt)
+    with rt.db.read() as conn:
+        runs = sorted((r.entity_id, r.status) for r in flow_store.runs(conn, flow="d"))
+    assert runs == [("O-1", "skipped"), ("O-1", "succeeded"), ("O-2", "succeeded")]
+    clock.advance(3601)
+    order(rt, "O-1")
+    drain(rt)
+    with rt.db.read() as conn:
+        done = [r.status for r in flow_store.runs(conn, flow="d") if r.entity_id == "O-1"]
+    assert sorted(done) == ["skipped", "succeeded", "succeeded"]
+
+
+def test_flows_that_trigger_each_other_stop_with_the_loop_recorded(make: Any) -> None:
+    ping = "flow:\n  name: ping\n  trigger: order_created\n  steps:\n    - emit_event(order_paid)\n"
+    pong = "flow:\n  name: pong\n  trigger: order_paid\n  steps:\n    - emit_event(order_created)\n"
+    rt = make({"ping.yaml": ping, "pong.yaml": pong})
+    order(rt, "O-1")
+    for _ in range(4):
+        drain(rt)
+    with rt.db.read() as conn:
+        runs = flow_store.runs(conn)
+    by = sorted((r.flow, r.status, r.error or "") for r in runs)
+    assert by == [
+        ("ping", "failed", "loop detected: ping -> pong -> ping (not started)"),
+        ("ping", "succeeded", ""),
+        ("pong", "succeeded", ""),
+    ]
+
+
+def test_waits_branches_and_parallel_groups(make: Any, clock: Clock) -> None:
+    steps = """\
+    - if: "event.amount > 100"
+      then: [set_priority(HIGH)]
+      else: [set_priority(LOW)]
+    - wait: 2h
+    - parallel:
+        - set_attribute(credit_check, done)
+        - - create_work_order(title=发货, assignee=warehouse, due=4h)
+    - wait_until: "priority == 'URGENT'"
+      timeout: 1d
+      check_every: 1h
+      on_timeout:
+        - set_attribute(credit_check, expired)
+"""
+    rt = make({"w.yaml": flow("w", steps)})
+    order(rt, "O-1", amount=500)
+    drain(rt)
+    run = the_run(rt, "w")
+    assert run.status == "waiting" and run.next_at == clock.now + 2 * 3600 * 1_000_000
+    clock.advance(2 * 3600)
+    drain(rt)
+    run = the_run(rt, "w")
+    assert run.status == "waiting"  # now in wait_until, checked every hour
+    with rt.db.read() as conn:
+        (work,) = work_orders.work_order_list(conn)
+    assert (work.title, work.assignee, work.due_at) == (
+        "发货",
+        "warehouse",
+        clock.now + 4 * 3600 * 1_000_000,
+    )
+    for _ in range(24):
+        clock.advance(3600)
+        drain(rt)
+    assert the_run(rt, "w").status == "succeeded"
+    attributes = profile(rt, "order", "O-1")
+    assert (attributes["priority"], attributes["credit_check"]) == ("HIGH", "expired")
+    decisions = [(t.step, t.result) for t in trace(rt, run.id) if t.kind == "if"]
+    assert decisions == [("steps[0]", {"value": True})]
+
+
+def profile(rt: Runtime, entity_type: str, entity_id: str) -> dict[str, Any]:
+    from tagloop.store import entities as entity_store
+
+    with rt.db.read() as conn:
+        row = entity_store.get(conn, entity_type, entity_id)
+    assert row is not None
+    return dict(row.attributes)
+
+
+def test_a_run_finishes_on_the_version_it_started_with(
+    tmp_path: Path, database_url: str, clock: Clock
+) -> None:
+    steps = "    - set_priority(HIGH)\n    - wait: 1h\n    - set_attribute(credit_check, v1)\n"
+    rt = open_rt(tmp_path, database_url, {"v.yaml": flow("v", steps)}, clock)
+    try:
+        order(rt, "O-1")
+        drain(rt)
+        assert the_run(rt, "v").status == "waiting"
+    finally:
+        rt.close()
+    changed = steps.replace("v1", "v2")
+    rt = open_rt(tmp_path, database_url, {"v.yaml": flow("v", changed)}, clock)
+    try:
+        clock.advance(3600)
+        drain(rt)
+        order(rt, "O-2")
+        drain(rt)
+        assert profile(rt, "order", "O-1")["credit_check"] == "v1"  # its own version
+        clock.advance(3600)
+        drain(rt)
+        assert profile(rt, "order", "O-2")["credit_check"] == "v2"
+        with rt.db.read() as conn:
+            runs = sorted((r.entity_id, r.version, r.status) for r in flow_store.runs(conn))
+        assert runs == [("O-1", 1, "succeeded"), ("O-2", 2, "succeeded")]
+    finally:
+        rt.close()
+
+
+assert "priority" in ORDER  # the order entity declares what the flows set
