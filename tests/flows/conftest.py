@@ -37,6 +37,8 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     answers: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # path -> an event the answer waits for (a receiver that hangs until the test says)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
 
     def answer(self) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self.lock:
@@ -56,15 +58,21 @@ def receiver() -> Iterator[Receiver]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             with state.lock:
                 state.requests.append(Received("POST", parts.path, query, headers, body))
+            held = state.hold.get(parts.path)
+            if held is not None:
+                held.wait(60)
             status, payload, extra = state.answer()
             data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the caller is gone (killed mid-request)
+                pass
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -134,3 +142,56 @@ def flow_workspace(
     for name, text in (flows if flows is not None else {"vip.yaml": SEED_FLOW}).items():
         (ws / "flows" / name).write_text(text, encoding="utf-8")
     return ws
+
+
+# -- the flows of the API and command-line tests (test_flows_api.py, test_flows_cli.py) --
+
+# Fails at once: nothing listens on port 1, and one attempt is all it gets.
+FAILING_HOOK = """\
+name: order_hook
+description: tell the ERP about an order
+trigger: {manual: order}
+retry: {attempts: 1}
+actions:
+  - webhook: {url: "http://127.0.0.1:1/hook"}
+"""
+
+# A work order on a customer: the entity type a restricted key may or may not see.
+TICKET = """\
+name: call_customer
+description: ask sales to call the customer
+trigger: {manual: customer}
+actions:
+  - create_work_order:
+      title: "Call {{ entity.id }}: {{ event.properties.reason }}"
+      assignee: sales
+      due: 4h
+"""
+
+
+def flaky_hook(url: str) -> str:
+    """A flow whose one webhook goes to ``url`` (a `Receiver`) and is tried once."""
+    return (
+        "name: flaky_hook\ntrigger: {manual: order}\nretry: {attempts: 1}\n"
+        f'actions:\n  - webhook: {{url: "{url}/flaky"}}\n'
+    )
+
+
+def operations_flows(receiver_url: str) -> dict[str, str]:
+    """The seed flow and the flows above, by file name."""
+    return {
+        "vip.yaml": SEED_FLOW,
+        "hook.yaml": FAILING_HOOK,
+        "ticket.yaml": TICKET,
+        "flaky.yaml": flaky_hook(receiver_url),
+    }
+
+
+@pytest.fixture
+def operations_workspace(
+    tmp_path: Path, database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A workspace with `operations_flows`; the seed flow's bot posts to ``receiver``."""
+    monkeypatch.setenv("MANAGER_BOT_URL", f"{receiver.url}/robot/send?access_token=T0K3N")
+    monkeypatch.setenv("MANAGER_BOT_SECRET", "SEC-test-secret")
+    return flow_workspace(tmp_path / "ws", database_url, operations_flows(receiver.url))

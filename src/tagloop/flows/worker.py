@@ -1,6 +1,6 @@
 """The flow worker: takes due runs from the store and runs them, durably.
 
-A run is leased while it runs (`LEASE`); a worker that dies leaves it leased, and the next
+A run is leased while it runs (``engine.flow_lease``, 5 minutes); a worker that dies leaves it leased, and the next
 worker takes it when the lease runs out and replays it (`tagloop.flows.runner`). Runs wait
 (``wait``, ``wait_until``, retries) in the store, not in memory, so a restart loses none.
 Per flow, ``concurrency`` bounds the runs in progress, ``rate`` the runs started per period
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from tagloop.runtime import Runtime
 
 log = logs.get("tagloop.flows")
-LEASE = 5 * 60 * 1_000_000  # µs a worker holds a run it took
 BATCH = 50  # runs taken at once
 IDLE_WAIT = 1.0  # seconds between looks at the store when nothing woke the worker
 
@@ -44,6 +43,7 @@ class FlowWorker:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.flows = rt.workspace.flows
+        self.lease = parse_duration(rt.workspace.project.engine.flow_lease)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limits = {
@@ -88,7 +88,9 @@ class FlowWorker:
 
     async def run_due(self) -> int:
         """Take the runs due now and start them; returns how many were taken."""
-        rows = await asyncio.to_thread(flow_store.claim, self.rt.db, self.rt.clock(), LEASE, BATCH)
+        rows = await asyncio.to_thread(
+            flow_store.claim, self.rt.db, self.rt.clock(), self.lease, BATCH
+        )
         for row in rows:
             task = asyncio.create_task(self._process(row))
             self._tasks.add(task)

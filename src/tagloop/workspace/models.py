@@ -86,8 +86,11 @@ class EngineSettings(Strict):
     # How often rules that use now() in a way the timer analysis cannot solve re-evaluate.
     now_tick: str = "1m"
     timer_poll: str = "1s"  # how often due timers are looked for
+    # How long a flow worker holds a run it took: a run of a worker that died is taken
+    # over after this (docs/flows.md).
+    flow_lease: str = "5m"
 
-    @field_validator("now_tick", "timer_poll")
+    @field_validator("now_tick", "timer_poll", "flow_lease")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
