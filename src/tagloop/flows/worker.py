@@ -1,7 +1,8 @@
 """The flow worker: takes due runs from the store and runs them, durably.
 
-A run is leased while it runs (``engine.flow_lease``, 5 minutes); a worker that dies leaves it leased, and the next
-worker takes it when the lease runs out and replays it (`tagloop.flows.runner`). Runs wait
+A run is leased while it runs (``engine.flow_lease``, 5 minutes); a worker that dies
+leaves it leased, and the next worker takes it when the lease runs out and replays it
+(`tagloop.flows.runner`). Runs wait
 (``wait``, ``wait_until``, retries) in the store, not in memory, so a restart loses none.
 Per flow, ``concurrency`` bounds the runs in progress, ``rate`` the runs started per period
 (the others stay due and are taken later), and ``dedupe`` skips a run whose key another run
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logs.get("tagloop.flows")
 BATCH = 50  # runs taken at once
+IN_FLIGHT = 200  # runs in progress at once, at most (each waits on the network or the store)
 IDLE_WAIT = 1.0  # seconds between looks at the store when nothing woke the worker
 
 
@@ -87,9 +89,14 @@ class FlowWorker:
         return min(IDLE_WAIT, max(0.0, (due - self.rt.clock()) / 1e6))
 
     async def run_due(self) -> int:
-        """Take the runs due now and start them; returns how many were taken."""
+        """Take the runs due now and start them (at most `IN_FLIGHT` in progress: the rest
+        stay due in the store); returns how many were taken."""
+        room = min(BATCH, IN_FLIGHT - len(self._tasks))
+        if room <= 0:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            return 1
         rows = await asyncio.to_thread(
-            flow_store.claim, self.rt.db, self.rt.clock(), self.lease, BATCH
+            flow_store.claim, self.rt.db, self.rt.clock(), self.lease, room
         )
         for row in rows:
             task = asyncio.create_task(self._process(row))

@@ -1,8 +1,8 @@
 """Flow runs, their trace, versions and dedupe windows in the store (work orders:
 `tagloop.store.work_orders`).
 
-A run's row is written in the transaction of what triggered it; from then on one worker at
-a time holds it (``status = running`` with a lease, taken back when the lease runs out:
+A run's row is written in the transaction of what triggered it (durably, with it); from
+then on one worker at a time holds it (``status = running`` with a lease, taken back when the lease runs out:
 the worker died), and every step it takes is appended to ``flow_steps`` before the run
 moves on.
 """
@@ -74,7 +74,10 @@ def claim(db: Database, now: int, lease_us: int, limit: int) -> list[Row[Any]]:
         and_(flow_runs.c.status.in_(WAITING), flow_runs.c.next_at <= now),
         and_(flow_runs.c.status == "running", flow_runs.c.lease_until < now),
     )
-    with db.write() as conn:
+    # Not durable (`Database.write`): the worker's own records survive a crash of the
+    # process; after a power cut a lost one only makes a step run again under its
+    # idempotency key, which the design allows for anyway.
+    with db.write(durable=False) as conn:
         query = (
             select(flow_runs.c.id)
             .where(due)
@@ -105,7 +108,7 @@ def next_due(db: Database) -> int | None:
 def record(db: Database, steps: Sequence[Mapping[str, Any]]) -> None:
     """Append trace rows (each a step's condition, decision, wait or action attempt)."""
     if steps:
-        with db.write() as conn:
+        with db.write(durable=False) as conn:  # see `claim`
             conn.execute(flow_steps.insert(), list(steps))
 
 
@@ -136,7 +139,7 @@ def settle(
     }
     if status in FINISHED:
         values["finished_at"] = now
-    with db.write() as conn:
+    with db.write(durable=False) as conn:  # see `claim`
         conn.execute(update(flow_runs).where(flow_runs.c.id == run_id).values(**values))
 
 

@@ -15,12 +15,14 @@ the chat bots of the ``notify`` action.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import math
 import os
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,6 +209,23 @@ class Reply:
         return self.text[:BODY_KEPT]
 
 
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client() -> httpx.AsyncClient:
+    """One client per event loop: making one builds an SSL context (milliseconds of CPU),
+    which a flow sending hundreds of calls a second must not pay per call. No redirects:
+    a 3xx to a POST is a configuration to fix, not a hop to take with the signed body."""
+    loop = asyncio.get_running_loop()
+    client = _CLIENTS.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(follow_redirects=False)
+        _CLIENTS[loop] = client
+    return client
+
+
 async def deliver(
     what: str,
     method: str,
@@ -226,12 +245,10 @@ async def deliver(
             # Merged here: httpx's ``params=`` replaces the URL's query, and the query of a
             # DingTalk URL is its access token.
             target = target.copy_merge_params(params)
-        # No redirects: a 3xx to a POST is a configuration to fix, not a hop to take with
-        # the signed body.
-        async with (
-            httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
-            client.stream(method, target, content=content, headers=headers) as answer,
-        ):
+        client = _client()
+        async with client.stream(
+            method, target, content=content, headers=headers, timeout=timeout
+        ) as answer:
             chunks: list[bytes] = []
             size = 0
             async for chunk in answer.aiter_bytes():
