@@ -160,5 +160,15 @@ def test_files_are_read_as_they_appear_and_grow(rt: Runtime, workspace: Path) ->
     assert (second.read, second.written) == (2, 2)
     amounts = {e: p["amount"] for e, p in events(rt, "order_files")}
     assert amounts == {"C1": 1200, "C2": 1250.5, "C4": 7, "C5": 8}
+    # A writer stopped mid-line: the unfinished line is held back, not stored truncated.
+    with (drop / "orders-1.csv").open("a", encoding="utf-8") as handle:
+        handle.write("C6,2024-03-08 09:00,12")
+    assert runner.run_once().read == 0
+    with (drop / "orders-1.csv").open("a", encoding="utf-8") as handle:
+        handle.write("34\nC7,2024-03-08 10:00,5")  # finished; another line, no newline
+    assert runner.run_once().written == 1
+    assert runner.run_once().written == 1  # unchanged since the last pull: it is whole
+    amounts = {e: p["amount"] for e, p in events(rt, "order_files")}
+    assert (amounts["C6"], amounts["C7"]) == (1234, 5)
     # The bad time is fixed in place at the source's mapping level: replay finds it again.
     assert replay(rt, source="order_files").failed == 1

@@ -148,7 +148,9 @@ class FileSource(PullSource):
 
     The checkpoint holds, per file, the last line committed and the file's size then: a
     file that grew is read on from that line (logs, daily appends); one that shrank was
-    rewritten and is read again from the start (its unchanged lines are duplicates).
+    rewritten and is read again from the start (its unchanged lines are duplicates). A
+    last line without its newline (a writer mid-line) is read only once the file has not
+    changed between two pulls.
 
     >>> FileSource.kind
     'file'
@@ -176,16 +178,25 @@ class FileSource(PullSource):
                 if seen["size"] == size and seen.get("complete"):
                     continue
                 done_line = seen["line"] if size >= seen["size"] else 0
-            yield from self._read(path, done_line, size, state, config)
+            # A last line without its newline is held back while the file may still be
+            # written; one that has not changed since the last pull is whole.
+            tail = files.Tail(hold=seen is None or seen["size"] != size)
+            yield from self._read(path, done_line, size, state, config, tail)
 
     def _read(
-        self, path: Path, done_line: int, size: int, state: dict[str, Any], config: FileConfig
+        self,
+        path: Path,
+        done_line: int,
+        size: int,
+        state: dict[str, Any],
+        config: FileConfig,
+        tail: files.Tail,
     ) -> Iterator[Page]:
         name = str(path)
         records: list[Record] = []
         line = done_line
         for item in files.read(
-            path, config.format, delimiter=config.delimiter, encoding=config.encoding
+            path, config.format, delimiter=config.delimiter, encoding=config.encoding, tail=tail
         ):
             if item.line <= done_line:
                 continue
@@ -203,5 +214,5 @@ class FileSource(PullSource):
                 state[name] = {"line": line, "size": size, "complete": False}
                 yield Page(records, {"": {"files": dict(state)}})
                 records = []
-        state[name] = {"line": line, "size": size, "complete": True}
+        state[name] = {"line": line, "size": size, "complete": not tail.held}
         yield Page(records, {"": {"files": dict(state)}})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -61,10 +61,34 @@ def _open_text(path: Path, encoding: str) -> IO[str]:
     return open(path, encoding=encoding, newline="")
 
 
+@dataclass
+class Tail:
+    """How to read the end of a file another program may still be writing: with ``hold``,
+    a last line without its newline is not read (a writer stopped mid-line: reading it
+    would store a truncated record and skip the finished one); ``held`` tells it was."""
+
+    hold: bool = True
+    held: bool = False
+
+
+def _complete(handle: IO[str], tail: Tail | None) -> Iterator[str]:
+    """The lines of ``handle``, without an unfinished last one when ``tail.hold``."""
+    for line in handle:
+        if tail is not None and tail.hold and not line.endswith("\n"):
+            tail.held = True
+            return
+        yield line
+
+
 def read(
-    path: Path, fmt: Format | None = None, *, delimiter: str | None = None, encoding: str = "utf-8"
+    path: Path,
+    fmt: Format | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    tail: Tail | None = None,
 ) -> Iterator[Record]:
-    """Yield the records of ``path`` in file order."""
+    """Yield the records of ``path`` in file order (see `Tail` for files being written)."""
     if not path.is_file():
         raise ValidationFailed(f"{path}: no such file")
     fmt = fmt or detect_format(path)
@@ -74,12 +98,13 @@ def read(
     # utf-8-sig: files saved by Excel start with a byte-order mark.
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
     with _open_text(path, enc) as handle:
+        lines = _complete(handle, tail)
         try:
             if fmt == "csv":
                 sep = delimiter or ("\t" if ".tsv" in path.name.lower() else ",")
-                yield from _csv(handle, sep)
+                yield from _csv(lines, sep)
             else:
-                yield from _jsonl(handle)
+                yield from _jsonl(lines)
         except UnicodeDecodeError as exc:
             raise ValidationFailed(
                 f"{path}: not valid {encoding} text ({exc.reason}); pass --encoding "
@@ -103,7 +128,7 @@ def read_text(text: str, fmt: Format, *, delimiter: str = ",") -> Iterator[Recor
     raise ValidationFailed(f"uploads are CSV or JSONL, not {fmt}")
 
 
-def _csv(handle: IO[str], delimiter: str) -> Iterator[Record]:
+def _csv(handle: Iterable[str], delimiter: str) -> Iterator[Record]:
     reader = csv.reader(handle, delimiter=delimiter)
     try:
         header = next(reader)
@@ -133,7 +158,7 @@ def _csv(handle: IO[str], delimiter: str) -> Iterator[Record]:
         yield Record(start, dict(zip(header, row, strict=True)), raw)
 
 
-def _jsonl(handle: IO[str]) -> Iterator[Record]:
+def _jsonl(handle: Iterable[str]) -> Iterator[Record]:
     for number, text in enumerate(handle, start=1):
         if not text.strip():
             continue
