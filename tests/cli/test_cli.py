@@ -278,3 +278,29 @@ def test_demo_loads_once_with_the_bundled_sample(tmp_path: Path, capsys) -> None
     assert counts["主要市场"] >= 1 and counts["海外客户"] >= 1
     code, out, _ = run(capsys, "-w", str(target), "entity", "market", "United Kingdom", "--json")
     assert json.loads(out)["event_count"] > 1000
+    # The demo's flows: the seed's VIP flow (verbatim; the sample's orders are from 2011,
+    # so no customer holds VIP now and its runs end skipped on the condition), and the
+    # onboarding of overseas customers, a work order for the export team each.
+    import asyncio
+    from collections import Counter
+
+    from tagloop.flows.worker import FlowWorker
+    from tagloop.runtime import Runtime
+    from tagloop.store import flows as flow_store
+    from tagloop.store import work_orders
+
+    rt = Runtime.open(target)
+    try:
+        asyncio.run(FlowWorker(rt).drain(300))
+        with rt.db.read() as conn:
+            vip = flow_store.runs(conn, flow="VIP_Order_Processing", limit=1_000_000)
+            onboarding = flow_store.runs(conn, flow="overseas_customer_onboarding", limit=10**6)
+            orders = work_orders.work_order_list(conn, limit=1_000_000)
+        assert vip and {(r.status, r.error) for r in vip} == {
+            ("skipped", "condition not met: customer.tags.contains('VIP')")
+        }
+        assert Counter(r.status for r in onboarding) == {"succeeded": counts["海外客户"]}
+        assert len(orders) == counts["海外客户"]
+        assert all(o.assignee == "外贸部" and o.title.startswith("海外客户 ") for o in orders)
+    finally:
+        rt.close()

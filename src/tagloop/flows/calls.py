@@ -76,9 +76,7 @@ def _quote_durations(text: str) -> str:
     """Quote bare durations outside string literals (``due=4h`` -> ``due='4h'``); the
     quotes keep each duration's length + 2, which only shifts error offsets after it."""
     parts = _QUOTED.split(text)
-    return "".join(
-        part if i % 2 else _DURATION.sub(r"'\1'", part) for i, part in enumerate(parts)
-    )
+    return "".join(part if i % 2 else _DURATION.sub(r"'\1'", part) for i, part in enumerate(parts))
 
 
 def _value(node: ast.expr, lead: int) -> Any:

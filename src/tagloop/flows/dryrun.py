@@ -53,7 +53,7 @@ def describe(outcome: runner.Outcome) -> dict[str, Any]:
     if isinstance(outcome, runner.Done):
         return {"status": "succeeded"}
     if isinstance(outcome, runner.Skipped):
-        return {"status": "skipped", "condition": outcome.condition}
+        return {"status": "skipped", "reason": outcome.reason}
     if isinstance(outcome, runner.Failed):
         return {"status": "failed", "error": outcome.error}
     return {"status": outcome.status, "until": outcome.until}

@@ -38,6 +38,7 @@ from tagloop.timeutil import parse_duration
 
 log = logs.get("tagloop.flows")
 REDRIVE = "redrive"  # the trace row `tagloop flows retry` writes
+DEDUPE = "dedupe"  # the trace step of a run's dedupe decision
 ACTION_TIMEOUT_S = 60.0  # an action that has not answered by then is retried
 
 
@@ -59,9 +60,10 @@ class Failed:
 
 @dataclass(frozen=True)
 class Skipped:
-    """The run's conditions do not hold: ``condition`` is the first that did not."""
+    """The run ends without acting: its ``reason`` (a condition that did not hold, or the
+    run holding its dedupe key)."""
 
-    condition: str
+    reason: str
 
 
 Outcome = Done | Suspend | Failed | Skipped
@@ -92,6 +94,9 @@ class RunState:
     recorded: dict[str, Recorded] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # new trace rows, in order
     persist: Callable[[list[dict[str, Any]]], None] | None = None
+    dedupe: Callable[[RunState], str | None] | None = None
+    """Takes the flow's dedupe key for the run (noting a `DEDUPE` step); returns the run
+    that already holds it, if any."""
     """Writes each trace row as it is noted (before the run moves on); None: keep them in
     `rows` (a dry run)."""
 
@@ -146,7 +151,16 @@ async def execute(state: RunState) -> Outcome:
     """Walk the conditions, then the steps, of one run (see the module docstring)."""
     for i, condition in enumerate(state.flow.conditions):
         if not _test(state, f"conditions[{i}]", "condition", condition):
-            return Skipped(condition.text)
+            return Skipped(f"condition not met: {condition.text}")
+    if state.dedupe is not None:
+        # After the conditions: only a run that would act takes the flow's dedupe key.
+        rec = state.recorded.get(DEDUPE)
+        if rec is not None and rec.final is not None:
+            holder = (rec.final.get("result") or {}).get("duplicate_of")
+        else:
+            holder = state.dedupe(state)
+        if holder:
+            return Skipped(f"duplicate of run {holder}")
     return await _walk(state, state.flow.steps)
 
 
@@ -254,9 +268,7 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
             v if i < len(names) and names[i] in own else render_value(v, state.scope)
             for i, v in enumerate(step.positional)
         ]
-        named = {
-            k: v if k in own else render_value(v, state.scope) for k, v in step.named.items()
-        }
+        named = {k: v if k in own else render_value(v, state.scope) for k, v in step.named.items()}
         args = step.action.parse_args(positional, named)
         shown = args.model_dump(mode="json")
     except ActionFailed as exc:

@@ -145,16 +145,13 @@ class FlowWorker:
         with self.rt.db.read() as conn:
             trace = flow_store.trace(conn, row.id)
         state = self.state(flow, row, trace)
-        if not trace and flow.spec.dedupe is not None:
-            holder = self._dedupe(flow, state, row.id, now)
-            if holder is not None:
-                self._settle(row.id, "skipped", error=f"duplicate of run {holder}")
-                return
+        if flow.spec.dedupe is not None:
+            state.dedupe = lambda state: self._dedupe(flow, state, row.id, now)
         outcome = await runner.execute(state)
         if isinstance(outcome, runner.Done):
             self._settle(row.id, "succeeded")
         elif isinstance(outcome, runner.Skipped):
-            self._settle(row.id, "skipped", error=f"condition not met: {outcome.condition}")
+            self._settle(row.id, "skipped", error=outcome.reason)
         elif isinstance(outcome, runner.Failed):
             self._settle(row.id, "failed", error=outcome.error)
         else:
@@ -186,7 +183,9 @@ class FlowWorker:
         key = render(spec.key, state.scope)[:255]
         until = now + parse_duration(spec.window)
         holder = flow_store.hold_dedupe(self.rt.db, flow.name, key, run_id, until, now)
-        state.note("dedupe", "dedupe", key, "done", result={"key": key, "duplicate_of": holder})
+        state.note(
+            runner.DEDUPE, "dedupe", key, "done", result={"key": key, "duplicate_of": holder}
+        )
         return holder
 
     def flow_for(self, name: str, version: int) -> Flow | None:
@@ -270,7 +269,7 @@ class FlowWorker:
                     key[0],
                     key[1],
                     profile.attributes,
-                    {tag: self.rt.db.json_value(value) for tag, value in held},
+                    {tag: value for tag, value in held},  # the Json type decodes them
                 )
         return found
 
