@@ -2,9 +2,9 @@
 `tagloop.store.work_orders`).
 
 A run's row is written in the transaction of what triggered it (durably, with it); from
-then on one worker at a time holds it (``status = running`` with a lease, taken back when the lease runs out:
-the worker died), and every step it takes is appended to ``flow_steps`` before the run
-moves on.
+then on one worker at a time holds it (``status = running`` with a lease, taken back when
+the lease runs out: the worker died), and every step it takes is appended to
+``flow_steps`` before the run moves on.
 """
 
 from __future__ import annotations
