@@ -279,3 +279,41 @@ def test_a_run_finishes_on_the_version_it_started_with(
 
 
 assert "priority" in ORDER  # the order entity declares what the flows set
+
+
+def test_a_scheduled_flow_starts_one_run_per_matching_entity_per_slot(
+    make: Any, clock: Clock
+) -> None:
+    from tagloop.flows.schedule import Scheduler
+
+    text = (
+        "flow:\n  name: hourly\n"
+        "  trigger: {every: 1h, entity: order, where: \"priority == 'HIGH'\"}\n"
+        "  steps:\n    - set_attribute(credit_check, reviewed)\n"
+    )
+    rt = make({"s.yaml": text})
+    for oid, priority in (("O-1", "HIGH"), ("O-2", "LOW"), ("O-3", "HIGH")):
+        now = rt.clock()
+        event = Event(
+            f"p-{oid}",
+            "order_created",
+            "order",
+            oid,
+            now,
+            received_at=now,
+            attributes={"priority": priority},
+        )
+        rt.ingestor.ingest(Batch([(0, event)]))
+    worker = FlowWorker(rt)
+    scheduler = Scheduler(worker)
+    assert scheduler.tick() == 2
+    assert scheduler.tick() == 0  # the same slot
+    asyncio.run(worker.drain())
+    assert profile(rt, "order", "O-1")["credit_check"] == "reviewed"
+    assert "credit_check" not in profile(rt, "order", "O-2")
+    clock.advance(3600)
+    assert Scheduler(FlowWorker(rt)).tick() == 2  # a new slot, and a new worker (restart)
+    assert Scheduler(FlowWorker(rt)).tick() == 0  # the slot's runs exist: not twice
+    with rt.db.read() as conn:
+        runs = flow_store.runs(conn, flow="hourly")
+    assert sorted(r.entity_id for r in runs) == ["O-1", "O-1", "O-3", "O-3"]

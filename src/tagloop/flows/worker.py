@@ -68,8 +68,13 @@ class FlowWorker:
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.rt.ingestor.on_flow_runs = self.wake
+        from tagloop.flows.schedule import Scheduler
+
+        scheduler = Scheduler(self)
         try:
             while True:
+                if scheduler.flows:
+                    await asyncio.to_thread(scheduler.tick)
                 taken = await self.run_due()
                 if taken:
                     continue

@@ -63,8 +63,9 @@ def create_runs(db: Database, conn: Connection, runs: Sequence[Mapping[str, Any]
     if not runs:
         return 0
     statement = db.insert(flow_runs).on_conflict_do_nothing(index_elements=["flow", "trigger_key"])
-    result = conn.execute(statement, list(runs))
-    return max(int(result.rowcount or 0), 0)
+    # RETURNING, not rowcount: an executemany's rowcount is -1 on PostgreSQL.
+    result = conn.execute(statement.returning(flow_runs.c.id), list(runs))
+    return len(result.all())
 
 
 def claim(db: Database, now: int, lease_us: int, limit: int) -> list[Row[Any]]:
