@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -317,3 +317,111 @@ def test_a_scheduled_flow_starts_one_run_per_matching_entity_per_slot(
     with rt.db.read() as conn:
         runs = flow_store.runs(conn, flow="hourly")
     assert sorted(r.entity_id for r in runs) == ["O-1", "O-1", "O-3", "O-3"]
+
+
+TAGGED = """
+    tags:
+      - {name: VIP, entity: customer, rule: spend >= 1000}
+      - {name: rush, entity: order, kind: imported}
+      - {name: vip_order, entity: order, rule: "has_tag('rush')"}
+"""
+
+
+def test_manual_tags_are_given_and_taken_and_computed_tags_follow(
+    tmp_path: Path, database_url: str, clock: Clock
+) -> None:
+    steps = (
+        "    - if: 'event.amount > 100'\n"
+        "      then: [add_tag(rush)]\n"
+        "      else: [remove_tag(rush)]\n"
+    )
+    root = flow_workspace(
+        tmp_path / "ws", database_url, {"t.yaml": flow("t", steps)}, "actions: []\n"
+    )
+    (root / "tags" / "tags.yaml").write_text(TAGGED, encoding="utf-8")
+    rt = Runtime.open(root, clock=clock)
+    try:
+        order(rt, "O-1", amount=500)
+        drain(rt)
+        assert held(rt, "order", "O-1") == {"rush", "vip_order"}  # the rule followed
+        clock.advance(1)
+        order(rt, "O-1", amount=5)
+        drain(rt)
+        assert held(rt, "order", "O-1") == set()
+    finally:
+        rt.close()
+
+
+def held(rt: Runtime, entity_type: str, entity_id: str) -> set[str]:
+    from tagloop.store import tags as tag_store
+
+    with rt.db.read() as conn:
+        rows = tag_store.for_entity(conn, entity_type, entity_id)
+    return {r.tag for r in rows if r.status == "active"}
+
+
+class Processes:
+    """A plugin that starts processes (the ``tagloop_start_process`` seam)."""
+
+    started: ClassVar[list[tuple[str, str, str]]] = []
+
+    @staticmethod
+    def tagloop_start_process(
+        process: str, entity_type: str, entity_id: str, inputs: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any] | None:
+        if process != "complaint":
+            return None
+        Processes.started.append((process, entity_id, idempotency_key))
+        return {"process_id": f"P-{len(Processes.started)}", "inputs": inputs}
+
+
+def test_start_process_uses_a_plugin_and_fails_clearly_without_one(make: Any) -> None:
+    from tagloop.hookspecs import hookimpl
+    from tagloop.plugins import manager
+
+    Processes.started.clear()
+    steps = "    - 'start_process(complaint, {severity: high})'\n    - start_process(audit)\n"
+    rt = make({"p.yaml": flow("p", steps)})
+    plugin = type(
+        "Plugin", (), {"tagloop_start_process": hookimpl(Processes.tagloop_start_process)}
+    )
+    manager().register(plugin, name="test-processes")
+    try:
+        order(rt, "O-1")
+        drain(rt)
+    finally:
+        manager().unregister(name="test-processes")
+    run = the_run(rt, "p")
+    assert Processes.started == [("complaint", "O-1", f"{run.id}:steps[0]")]
+    results = [(t.status, t.result) for t in trace(rt, run.id) if t.kind == "action"]
+    assert results[0] == ("ok", {"process_id": "P-1", "inputs": {"severity": "high"}})
+    assert run.status == "failed"
+    assert "no process engine is installed to start 'audit'" in run.error
+
+
+def test_concurrency_and_rate_bound_the_runs_of_a_flow(make: Any, receiver: Receiver) -> None:
+    import threading
+
+    released = threading.Event()
+    receiver.hold["/slow"] = released
+    extra = "  concurrency: 2\n"
+    rt = make({"c.yaml": flow("c", f"    - webhook: {{url: '{receiver.url}/slow'}}\n", extra)})
+    for n in range(5):
+        order(rt, f"O-{n}")
+    worker = FlowWorker(rt)
+
+    async def scenario() -> int:
+        await worker.run_due()
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(receiver.requests) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # room for a third call if the bound did not hold
+        at_once = len(receiver.requests)
+        released.set()
+        await worker.drain()
+        return at_once
+
+    assert asyncio.run(scenario()) == 2
+    with rt.db.read() as conn:
+        assert {r.status for r in flow_store.runs(conn, flow="c")} == {"succeeded"}
+    assert len(receiver.requests) == 5
