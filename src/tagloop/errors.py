@@ -79,6 +79,22 @@ class NotFound(TagloopError):
     code = "not_found"
 
 
+class Conflict(TagloopError):
+    """The request does not fit the resource's current state (e.g. retrying a run that
+    did not fail): HTTP 409, CLI exit 1."""
+
+    status = 409
+    code = "conflict"
+
+
+class Unprocessable(TagloopError):
+    """Well-formed input that cannot apply to its target (e.g. starting a flow for an
+    entity type it does not run on): HTTP 422, CLI exit 1."""
+
+    status = 422
+    code = "unprocessable"
+
+
 class Unauthenticated(TagloopError):
     status = 401
     code = "unauthenticated"

@@ -14,11 +14,13 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
         data,
         deadletters,
         demo,
+        flows,
         keys,
         serve,
         sources,
         tagging,
         users,
+        work_orders,
         workspace,
     )
 
@@ -32,3 +34,5 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
     audit.register(app)
     sources.register(app)
     deadletters.register(app)
+    flows.register(app)
+    work_orders.register(app)

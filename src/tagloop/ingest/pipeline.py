@@ -329,25 +329,30 @@ def _nul_field(event: Event) -> str | None:
         ("context", event.context),
     )
     for name, part in nested:
-        found = _nul_in(part, name)
+        found = nul_path(part, name)
         if found is not None:
             return found
     return None
 
 
-def _nul_in(value: Any, path: str) -> str | None:
+def nul_path(value: Any, path: str) -> str | None:
+    """Where in ``value`` (a JSON value at ``path``) a NUL character is, if anywhere.
+
+    >>> nul_path({"a": [1, {"b\\x00": 2}]}, "inputs")
+    'inputs.a[1]'
+    """
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):
         for key, item in value.items():
             if "\x00" in key:
                 return path
-            found = _nul_in(item, f"{path}.{key}")
+            found = nul_path(item, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _nul_in(item, f"{path}[{i}]")
+            found = nul_path(item, f"{path}[{i}]")
             if found is not None:
                 return found
     return None

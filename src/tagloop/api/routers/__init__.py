@@ -14,11 +14,13 @@ def tagloop_api_routers() -> list[APIRouter]:
         audit,
         entities,
         events,
+        flows,
         health,
         segment,
         session,
         sources,
         tags,
+        work_orders,
     )
 
     return [
@@ -31,4 +33,6 @@ def tagloop_api_routers() -> list[APIRouter]:
         session.router,
         admin.router,
         sources.router,
+        flows.router,
+        work_orders.router,
     ]
