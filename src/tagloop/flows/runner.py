@@ -261,6 +261,24 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
     first_at = rec.first_at if rec.first_at is not None else started
     name = step.label
     retry = state.flow.spec.retry
+    shown: Any = None
+
+    def attempted(status: str, **values: Any) -> None:
+        state.note(
+            step.path,
+            "action",
+            name,
+            status,
+            attempt=attempt,
+            args=shown,
+            started_at=started,
+            **values,
+        )
+
+    def failed(message: str) -> Outcome:
+        attempted("failed", error=message)
+        return Failed(f"{step.path} ({name}): {message}")
+
     own = step.action.renders  # rendered by the action itself, never twice
     names = step.action.positional
     try:
@@ -270,18 +288,9 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
         ]
         named = {k: v if k in own else render_value(v, state.scope) for k, v in step.named.items()}
         args = step.action.parse_args(positional, named)
-        shown = args.model_dump(mode="json")
     except ActionFailed as exc:
-        state.note(
-            step.path,
-            "action",
-            name,
-            "failed",
-            attempt=attempt,
-            error=exc.message,
-            started_at=started,
-        )
-        return Failed(f"{step.path} ({name}): {exc.message}")
+        return failed(exc.message)
+    shown = args.model_dump(mode="json")
     ctx = ActionContext(
         run_id=state.run_id,
         step=step.path,
@@ -299,71 +308,21 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
         else:
             result = await asyncio.wait_for(action.run(args, ctx), ACTION_TIMEOUT_S)
     except ActionFailed as exc:
-        state.note(
-            step.path,
-            "action",
-            name,
-            "failed",
-            attempt=attempt,
-            args=shown,
-            error=exc.message,
-            started_at=started,
-        )
-        return Failed(f"{step.path} ({name}): {exc.message}")
+        return failed(exc.message)
     except (Retry, TimeoutError, OSError) as exc:
         message = exc.message if isinstance(exc, Retry) else _describe(exc)
-        after = exc.retry_after if isinstance(exc, Retry) else None
         now = state.now()
         give_up = first_at + parse_duration(retry.give_up_after)
         if attempt - rec.base >= retry.attempts or now >= give_up:
-            why = f"gave up after {attempt - rec.base} attempt(s): {message}"
-            state.note(
-                step.path,
-                "action",
-                name,
-                "failed",
-                attempt=attempt,
-                args=shown,
-                error=why,
-                started_at=started,
-            )
-            return Failed(f"{step.path} ({name}): {why}")
+            return failed(f"gave up after {attempt - rec.base} attempt(s): {message}")
+        after = exc.retry_after if isinstance(exc, Retry) else None
         wait = backoff(attempt, retry.initial, retry.max, after)
-        state.note(
-            step.path,
-            "action",
-            name,
-            "retry",
-            attempt=attempt,
-            args=shown,
-            error=message,
-            started_at=started,
-            result={"retry_in_s": wait},
-        )
+        attempted("retry", error=message, result={"retry_in_s": wait})
         return Suspend(now + int(wait * 1e6), "retrying")
     except Exception as exc:  # an action's own bug: fail the run, keep the process
         log.exception("flow action crashed", flow=state.flow.name, step=step.path)
-        state.note(
-            step.path,
-            "action",
-            name,
-            "failed",
-            attempt=attempt,
-            args=shown,
-            error=_describe(exc),
-            started_at=started,
-        )
-        return Failed(f"{step.path} ({name}): {_describe(exc)}")
-    state.note(
-        step.path,
-        "action",
-        name,
-        "ok",
-        attempt=attempt,
-        args=shown,
-        result=result,
-        started_at=started,
-    )
+        return failed(_describe(exc))
+    attempted("ok", result=result)
     return Done()
 
 
