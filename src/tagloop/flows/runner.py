@@ -44,7 +44,7 @@ ACTION_TIMEOUT_S = 60.0  # an action that has not answered by then is retried
 
 @dataclass(frozen=True)
 class Done:
-    pass
+    """Every step of the run is done."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class RunState:
     scope: dict[str, Any]
     effects: Effects | None
     recorded: dict[str, Recorded] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # new trace rows, in order
+    rows: list[dict[str, Any]] = field(default_factory=list)  # a dry run's trace, in order
     persist: Callable[[list[dict[str, Any]]], None] | None = None
     dedupe: Callable[[RunState], str | None] | None = None
     """Takes the flow's dedupe key for the run (noting a `DEDUPE` step); returns the run
@@ -136,9 +136,10 @@ class RunState:
             "started_at": values.pop("started_at", now),
             "finished_at": now,
         }
-        self.rows.append(row)
         if self.persist is not None:
             self.persist([row])
+        else:
+            self.rows.append(row)
         rec = self.recorded.setdefault(step, Recorded())
         if status == "waiting" and rec.waiting is None:
             rec.waiting = row

@@ -17,8 +17,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
-
 from tagloop import logs
 from tagloop.errors import NotFound, ValidationFailed
 from tagloop.flows import runner
@@ -29,7 +27,7 @@ from tagloop.flows.templates import render
 from tagloop.flows.triggers import definition, start_row
 from tagloop.store import entities as entity_store
 from tagloop.store import flows as flow_store
-from tagloop.store.tables import tag_assignments
+from tagloop.store import tags as tag_store
 from tagloop.timeutil import parse_duration
 
 if TYPE_CHECKING:
@@ -253,30 +251,20 @@ class FlowWorker:
         return state
 
     def subjects(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
-        """Profiles and held tags of ``keys`` (those that exist)."""
+        """Profiles and held tags of ``keys`` (those that exist), in one read per chunk."""
         now = self.rt.clock()
-        found: dict[tuple[str, str], Subject] = {}
+        names = [t.name for t in self.rt.workspace.tags.values()]
         with self.rt.db.read() as conn:
             rows = entity_store.load(self.rt.db, conn, keys)
-            for key, profile in rows.items():
-                held = conn.execute(
-                    select(tag_assignments.c.tag, tag_assignments.c.value).where(
-                        and_(
-                            tag_assignments.c.entity_type == key[0],
-                            tag_assignments.c.entity_id == key[1],
-                            tag_assignments.c.status == "active",
-                            (tag_assignments.c.expires_at.is_(None))
-                            | (tag_assignments.c.expires_at > now),
-                        )
-                    )
-                )
-                found[key] = Subject(
-                    key[0],
-                    key[1],
-                    profile.attributes,
-                    {tag: value for tag, value in held},  # the Json type decodes them
-                )
-        return found
+            held = tag_store.current(self.rt.db, conn, rows, names)
+        tags: dict[tuple[str, str], dict[str, Any]] = {}
+        for (entity_type, entity_id, tag), assignment in held.items():
+            if assignment.expires is None or assignment.expires > now:
+                tags.setdefault((entity_type, entity_id), {})[tag] = assignment.value
+        return {
+            key: Subject(key[0], key[1], profile.attributes, tags.get(key, {}))
+            for key, profile in rows.items()
+        }
 
     # -- starting runs by hand --------------------------------------------------------------
     def start(

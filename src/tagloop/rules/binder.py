@@ -184,17 +184,7 @@ class _Binder:
     def _trigger_field(self, node: t.Name) -> b.B:
         """``event.amount`` in a flow condition: a property of the triggering event."""
         assert self.scope.trigger_event is not None
-        name = node.parts[1]
-        if name in EVENT_FIELDS and len(node.parts) == 2:
-            return b.Attr(EVENT_FIELDS[name], node.parts, text=to_text(node))
-        properties = self.scope.events.get(self.scope.trigger_event, {})
-        if properties and name not in properties:
-            raise RuleError(
-                f"unknown property {name!r} of {self.scope.trigger_event} events"
-                + suggest(name, [*properties, *EVENT_FIELDS]),
-                *node.span,
-            )
-        kind = properties.get(name, "any") if len(node.parts) == 2 else "any"
+        kind = self._property_type(node, self.scope.trigger_event, node.parts[1:])
         return b.Attr(kind, node.parts, text=to_text(node))
 
     def _qualified(self, node: t.Name) -> b.B:
@@ -212,18 +202,23 @@ class _Binder:
 
     def _event_field(self, node: t.Name) -> b.B:
         assert self.event_type is not None
-        name = node.parts[0]
-        if name in EVENT_FIELDS and len(node.parts) == 1:
-            return b.EventField(EVENT_FIELDS[name], node.parts, text=to_text(node))
-        properties = self.scope.events.get(self.event_type, {})
+        kind = self._property_type(node, self.event_type, node.parts)
+        return b.EventField(kind, node.parts, text=to_text(node))
+
+    def _property_type(self, node: t.Name, event_type: str, path: tuple[str, ...]) -> str:
+        """The type of ``path`` in an event of ``event_type`` (``time``, ``type``, ``id`` or
+        a property; a declared event type refuses undeclared properties)."""
+        name = path[0]
+        if name in EVENT_FIELDS and len(path) == 1:
+            return EVENT_FIELDS[name]
+        properties = self.scope.events.get(event_type, {})
         if properties and name not in properties:
             raise RuleError(
-                f"unknown property {name!r} of {self.event_type} events"
+                f"unknown property {name!r} of {event_type} events"
                 + suggest(name, [*properties, *EVENT_FIELDS]),
                 *node.span,
             )
-        kind = properties.get(name, "any") if len(node.parts) == 1 else "any"
-        return b.EventField(kind, node.parts, text=to_text(node))
+        return properties.get(name, "any") if len(path) == 1 else "any"
 
     # -- operators --------------------------------------------------------------------
     def _Unary(self, node: t.Unary, where: str) -> b.B:

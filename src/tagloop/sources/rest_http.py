@@ -10,8 +10,6 @@ help. Every message names the source, the page and the request, with secrets mas
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -21,6 +19,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from tagloop import logs
 from tagloop.errors import TagloopError
+from tagloop.httputil import retry_after
 from tagloop.sources.secrets import resolve_secrets
 
 log = logs.get("tagloop.sources")
@@ -225,25 +224,3 @@ class _Transient(Exception):
         self.url = url
         self.reason = reason
         self.retry_after = retry_after
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delay seconds or an HTTP date).
-
-    >>> retry_after("3"), retry_after(None), retry_after("soon")
-    (3.0, None, None)
-    >>> retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-    30.0
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from tagloop.flows.actions.base import Action, ActionContext
-from tagloop.flows.actions.target import target
+from tagloop.flows.actions.target import apply, target
 
 
 class SetAttributeArgs(BaseModel):
@@ -68,12 +68,8 @@ class SetPriority(Action):
 async def _set(
     ctx: ActionContext, on: str | None, values: dict[str, Any], action: str
 ) -> dict[str, Any]:
-    import anyio
-
     entity_type, entity_id = target(ctx.scope, on, action)
-    assert ctx.effects is not None
-    effects = ctx.effects
-    changed = await anyio.to_thread.run_sync(
-        lambda: effects.set_attributes(ctx.idempotency_key, entity_type, entity_id, values)
+    changed = await apply(
+        ctx, lambda effects, key: effects.set_attributes(key, entity_type, entity_id, values)
     )
     return {"entity": f"{entity_type}/{entity_id}", "changed": changed}

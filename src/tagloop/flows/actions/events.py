@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tagloop.flows.actions.base import Action, ActionContext
-from tagloop.flows.actions.target import target
+from tagloop.flows.actions.target import apply, target
 
 
 class EmitEventArgs(BaseModel):
@@ -34,8 +34,6 @@ class EmitEvent(Action):
     summary = "store an event (it may trigger other flows; loops are stopped)"
 
     async def run(self, args: Any, ctx: ActionContext) -> dict[str, Any]:
-        import anyio
-
         entity_type, entity_id = target(ctx.scope, args.on, self.name)
         event = {
             "type": args.type,
@@ -43,8 +41,4 @@ class EmitEvent(Action):
             "properties": args.properties,
             "related": args.related,
         }
-        assert ctx.effects is not None
-        effects = ctx.effects
-        return await anyio.to_thread.run_sync(
-            lambda: effects.emit_event(ctx.idempotency_key, event)
-        )
+        return await apply(ctx, lambda effects, key: effects.emit_event(key, event))

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tagloop.flows.actions.base import Action, ActionContext
-from tagloop.flows.actions.target import target
+from tagloop.flows.actions.target import apply, target
 
 
 class AddTagArgs(BaseModel):
@@ -50,11 +50,7 @@ class RemoveTag(Action):
 async def _tag(
     ctx: ActionContext, on: str | None, tag: str, value: Any, held: bool, action: str
 ) -> dict[str, Any]:
-    import anyio
-
     entity_type, entity_id = target(ctx.scope, on, action)
-    assert ctx.effects is not None
-    effects = ctx.effects
-    return await anyio.to_thread.run_sync(
-        lambda: effects.set_tag(ctx.idempotency_key, entity_type, entity_id, tag, value, held)
+    return await apply(
+        ctx, lambda effects, key: effects.set_tag(key, entity_type, entity_id, tag, value, held)
     )

@@ -1,11 +1,15 @@
-"""Which entity an internal action acts on: the trigger's, or a related one (``on:``)."""
+"""What the internal actions share: which entity they act on (the trigger's, or a related
+one: ``on:``), and how their effect on the store runs (`apply`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from tagloop.flows.actions.base import ActionFailed
+import anyio.to_thread
+
+from tagloop.flows.actions.base import ActionContext, ActionFailed
+from tagloop.flows.effects import Effects
 
 
 def target(scope: Mapping[str, Any], on: str | None, action: str) -> tuple[str, str]:
@@ -23,3 +27,13 @@ def target(scope: Mapping[str, Any], on: str | None, action: str) -> tuple[str, 
             + (f" (the triggering event names no related {on})" if on else "")
         )
     return str(entity.get("type") or on), str(entity["id"])
+
+
+async def apply(
+    ctx: ActionContext, effect: Callable[[Effects, str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run ``effect(effects, idempotency key)`` on a worker thread: effects commit to the
+    store, which must not block the runs waiting on the event loop."""
+    effects = ctx.effects
+    assert effects is not None, "a dry run describes actions, it does not run them"
+    return await anyio.to_thread.run_sync(effect, effects, ctx.idempotency_key)

@@ -9,7 +9,7 @@ reject old timestamps.
 What an answer means: 2xx is done; 408, 429 and 5xx (and no answer at all) are worth a
 retry, after ``Retry-After`` when the receiver sent one; any other status fails the run.
 
-The HTTP helpers here (`deliver`, `retry_after`, `mask_url`, `env_value`) are shared with
+The HTTP helpers here (`deliver`, `mask_url`, `env_value`) are shared with
 the chat bots of the ``notify`` action.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import math
 import os
 import re
 import time
@@ -26,7 +25,6 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -35,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from standardwebhooks.webhooks import Webhook as Signer
 
 from tagloop.flows.actions.base import Action, ActionContext, ActionFailed, Retry
+from tagloop.httputil import retry_after
 
 __all__ = [
     "Reply",
@@ -45,7 +44,6 @@ __all__ = [
     "env_value",
     "http_url",
     "mask_url",
-    "retry_after",
 ]
 
 BODY_KEPT = 2_000
@@ -137,34 +135,6 @@ def mask_url(url: str) -> str:
         return "<url>"
     origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
     return origin + ("/…" if parsed.raw_path not in (b"", b"/") else "")
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """The seconds a ``Retry-After`` header asks to wait (delay seconds or an HTTP-date),
-    None when absent or unreadable.
-
-    >>> retry_after("120")
-    120.0
-    >>> retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-    30.0
-    >>> retry_after("soon") is None
-    True
-    """
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from tagloop.flows.actions.base import Action, ActionContext
-from tagloop.flows.actions.target import target
+from tagloop.flows.actions.target import apply, target
 from tagloop.timeutil import parse_duration
 
 
@@ -51,8 +51,6 @@ class CreateWorkOrder(Action):
     summary = "create a work order (assignee, due time, status), listed at /v1/work-orders"
 
     async def run(self, args: Any, ctx: ActionContext) -> dict[str, Any]:
-        import anyio
-
         entity_type, entity_id = target(ctx.scope, args.on, self.name)
         order = {
             "title": args.title,
@@ -65,8 +63,4 @@ class CreateWorkOrder(Action):
             "flow": ctx.flow,
             "run_id": ctx.run_id,
         }
-        assert ctx.effects is not None
-        effects = ctx.effects
-        return await anyio.to_thread.run_sync(
-            lambda: effects.create_work_order(ctx.idempotency_key, order)
-        )
+        return await apply(ctx, lambda effects, key: effects.create_work_order(key, order))
