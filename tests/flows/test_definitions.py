@@ -191,3 +191,9 @@ def test_calls_parse_back_to_their_arguments(
 def test_what_is_not_a_call_is_refused(text: str) -> None:
     with pytest.raises(CallError):
         parse_call(text)
+
+
+def test_bare_words_keep_how_they_were_written() -> None:
+    # Python folds identifiers to NFKC; a bare word is text and must stay as written.
+    call = parse_call("notify(ﬁ=ª, to=[Ⅻ])")
+    assert (call.named, call.positional) == ({"ﬁ": "ª", "to": ["Ⅻ"]}, [])

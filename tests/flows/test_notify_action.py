@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from tagloop.flows.actions.base import ActionContext, ActionFailed, Retry
 from tagloop.flows.actions.channels import message_id
 from tagloop.flows.actions.notify import Notify, NotifyArgs
+from tagloop.flows.actions.webhook import close_sessions
 from tests.flows.test_webhook_action import Answer, Receiver, Seen, free_port, serve
 
 TOKEN = "TOKEN-7f3a9c"  # in every bot URL: no message or description may show it
@@ -82,7 +83,13 @@ def notify(**named: Any) -> NotifyArgs:
 
 
 def run(parsed: NotifyArgs, ctx: ActionContext | None = None) -> dict[str, Any]:
-    return asyncio.run(Notify().run(parsed, ctx or context()))
+    async def once() -> dict[str, Any]:
+        try:
+            return await Notify().run(parsed, ctx or context())
+        finally:
+            await close_sessions()
+
+    return asyncio.run(once())
 
 
 def raised(kind: type[Exception], parsed: NotifyArgs, ctx: ActionContext | None = None) -> Any:

@@ -22,7 +22,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from tagloop.flows.actions.base import ActionContext, ActionFailed, Retry
-from tagloop.flows.actions.webhook import Webhook, WebhookArgs
+from tagloop.flows.actions.webhook import Webhook, WebhookArgs, close_sessions
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 SCOPE: dict[str, Any] = {
@@ -133,7 +133,13 @@ def args(url: str, **named: Any) -> WebhookArgs:
 
 
 def run(parsed: WebhookArgs, ctx: ActionContext) -> dict[str, Any]:
-    return asyncio.run(Webhook().run(parsed, ctx))
+    async def once() -> dict[str, Any]:
+        try:
+            return await Webhook().run(parsed, ctx)
+        finally:
+            await close_sessions()
+
+    return asyncio.run(once())
 
 
 def raised(kind: type[Exception], parsed: WebhookArgs, ctx: ActionContext) -> Any:

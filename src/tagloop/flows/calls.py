@@ -60,16 +60,22 @@ def parse_call(text: str) -> Call:
             lead + min(offset, len(text.strip())),
         ) from None
     if isinstance(tree, ast.Name):
-        return Call(tree.id)
+        return Call(_word(source, tree))
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
         raise CallError("expected an action name, optionally with arguments in ( )", lead)
-    positional = [_value(arg, lead) for arg in tree.args]
+    positional = [_value(source, arg, lead) for arg in tree.args]
     named: dict[str, Any] = {}
     for keyword in tree.keywords:
         if keyword.arg is None:
             raise CallError("'**' is not allowed in an action call", lead + keyword.col_offset)
-        named[keyword.arg] = _value(keyword.value, lead)
-    return Call(tree.func.id, positional, named)
+        segment = ast.get_source_segment(source, keyword) or keyword.arg
+        named[segment.split("=", 1)[0].strip()] = _value(source, keyword.value, lead)
+    return Call(_word(source, tree.func), positional, named)
+
+
+def _word(source: str, node: ast.Name) -> str:
+    """A bare word as written: Python folds identifiers to NFKC (``ª`` would be ``a``)."""
+    return ast.get_source_segment(source, node) or node.id
 
 
 def _quote_durations(text: str) -> str:
@@ -79,23 +85,24 @@ def _quote_durations(text: str) -> str:
     return "".join(part if i % 2 else _DURATION.sub(r"'\1'", part) for i, part in enumerate(parts))
 
 
-def _value(node: ast.expr, lead: int) -> Any:
+def _value(source: str, node: ast.expr, lead: int) -> Any:
     if isinstance(node, ast.Constant) and not isinstance(node.value, bytes | complex):
         return node.value
     if isinstance(node, ast.Name):
-        return _CONSTANTS.get(node.id, node.id)
+        word = _word(source, node)
+        return _CONSTANTS.get(word, word)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _value(node.operand, lead)
+        inner = _value(source, node.operand, lead)
         if isinstance(inner, int | float) and not isinstance(inner, bool):
             return -inner
     if isinstance(node, ast.List | ast.Tuple):
-        return [_value(item, lead) for item in node.elts]
+        return [_value(source, item, lead) for item in node.elts]
     if isinstance(node, ast.Dict):
         out: dict[str, Any] = {}
         for key, value in zip(node.keys, node.values, strict=True):
             if key is None:
                 raise CallError("'**' is not allowed in an action call", lead + value.col_offset)
-            out[str(_value(key, lead))] = _value(value, lead)
+            out[str(_value(source, key, lead))] = _value(source, value, lead)
         return out
     raise CallError(
         "an argument must be text, a number, true/false/null, a list or a mapping",

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tagloop import logs
 from tagloop.flows.actions.base import ActionContext, ActionFailed, Retry
 from tagloop.flows.effects import Effects
+from tagloop.flows.journal import Journal
 from tagloop.flows.scope import FlowContext
 from tagloop.flows.steps import (
     ActionStep,
@@ -92,13 +93,14 @@ class RunState:
     scope: dict[str, Any]
     effects: Effects | None
     recorded: dict[str, Recorded] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # a dry run's trace, in order
-    persist: Callable[[list[dict[str, Any]]], None] | None = None
-    dedupe: Callable[[RunState], str | None] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)  # trace rows noted, in order
+    journal: Journal | None = None
+    """Where `flush` writes the rows noted since the last one; None: keep them in `rows`
+    only (a dry run)."""
+    saved: int = 0  # rows[:saved] are written
+    dedupe: Callable[[RunState], Awaitable[str | None]] | None = None
     """Takes the flow's dedupe key for the run (noting a `DEDUPE` step); returns the run
     that already holds it, if any."""
-    """Writes each trace row as it is noted (before the run moves on); None: keep them in
-    `rows` (a dry run)."""
 
     @classmethod
     def trace_index(cls, rows: list[Any]) -> dict[str, Recorded]:
@@ -136,16 +138,25 @@ class RunState:
             "started_at": values.pop("started_at", now),
             "finished_at": now,
         }
-        if self.persist is not None:
-            self.persist([row])
-        else:
-            self.rows.append(row)
+        self.rows.append(row)
         rec = self.recorded.setdefault(step, Recorded())
         if status == "waiting" and rec.waiting is None:
             rec.waiting = row
         if status in ("ok", "failed", "done"):
             rec.final = row
         return row
+
+    def unsaved(self) -> list[dict[str, Any]]:
+        """The rows noted since the last `flush` (marking them written: the caller writes
+        them, with the run's settle)."""
+        rows, self.saved = self.rows[self.saved :], len(self.rows)
+        return rows if self.journal is not None else []
+
+    async def flush(self) -> None:
+        """Store the rows noted so far: before a step acts, what led to it is recorded
+        (a run replayed after a crash then takes the same way)."""
+        if self.journal is not None and self.saved < len(self.rows):
+            await self.journal.write(self.unsaved())
 
 
 async def execute(state: RunState) -> Outcome:
@@ -159,7 +170,7 @@ async def execute(state: RunState) -> Outcome:
         if rec is not None and rec.final is not None:
             holder = (rec.final.get("result") or {}).get("duplicate_of")
         else:
-            holder = state.dedupe(state)
+            holder = await state.dedupe(state)
         if holder:
             return Skipped(f"duplicate of run {holder}")
     return await _walk(state, state.flow.steps)
@@ -257,6 +268,8 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
         if rec.final["status"] == "failed":
             return Failed(str(rec.final.get("error") or "failed"))
         return Done()
+    if state.effects is not None:
+        await state.flush()
     attempt = rec.attempts + 1
     started = state.now()
     first_at = rec.first_at if rec.first_at is not None else started

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from tagloop import logs
 from tagloop.errors import NotFound, ValidationFailed
 from tagloop.flows import runner
+from tagloop.flows.actions.webhook import close_sessions
+from tagloop.flows.journal import Journal, Settle
 from tagloop.flows.scope import FlowContext, Subject
 from tagloop.flows.steps import Flow
 from tagloop.flows.store_effects import StoreEffects
@@ -31,11 +33,15 @@ from tagloop.store import tags as tag_store
 from tagloop.timeutil import parse_duration
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from tagloop.runtime import Runtime
 
+Subjects = dict[tuple[str, str], Subject]
+
 log = logs.get("tagloop.flows")
-BATCH = 50  # runs taken at once
-IN_FLIGHT = 200  # runs in progress at once, at most (each waits on the network or the store)
+BATCH = 200  # runs taken at once
+IN_FLIGHT = 1000  # runs in progress at once, at most (each waits on the network or the store)
 IDLE_WAIT = 1.0  # seconds between looks at the store when nothing woke the worker
 
 
@@ -54,6 +60,7 @@ class FlowWorker:
         self._started: dict[str, list[float]] = {}  # flow -> monotonic start times (rate)
         self._tasks: set[asyncio.Task[None]] = set()
         self._versions: dict[tuple[str, int], Flow] = {}
+        self.journal = Journal(rt.db, rt.clock)
         self.finished = 0
 
     # -- waking -------------------------------------------------------------------------
@@ -84,6 +91,8 @@ class FlowWorker:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.journal.close()
+            await close_sessions()
 
     def _idle(self) -> float:
         due = flow_store.next_due(self.rt.db)
@@ -98,71 +107,90 @@ class FlowWorker:
         if room <= 0:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             return 1
-        rows = await asyncio.to_thread(
-            flow_store.claim, self.rt.db, self.rt.clock(), self.lease, room
-        )
-        for row in rows:
-            task = asyncio.create_task(self._process(row))
+        taken = await asyncio.to_thread(self._take, room)
+        for row, trace, subjects in taken:
+            task = asyncio.create_task(self._process(row, trace, subjects))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(rows)
+        return len(taken)
+
+    def _take(self, limit: int) -> list[tuple[Any, list[Any], Subjects]]:
+        """Claim due runs, with their traces and the profiles and tags they read: one
+        transaction and one read for the whole batch, not a few per run."""
+        rows = flow_store.claim(self.rt.db, self.rt.clock(), self.lease, limit)
+        if not rows:
+            return []
+        with self.rt.db.read() as conn:
+            traces = flow_store.traces(conn, [row.id for row in rows])
+            subjects = self.subjects([key for row in rows for key in _keys(row)], conn)
+        return [(row, traces.get(row.id, []), subjects) for row in rows]
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run until no run is due now and none is in progress (tests, ``--once``)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            taken = await self.run_due()
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            elif not taken:
-                return
+        try:
+            while time.monotonic() < deadline:
+                taken = await self.run_due()
+                if self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                elif not taken:
+                    return
+        finally:
+            await close_sessions()
 
     # -- one run ------------------------------------------------------------------------
-    async def _process(self, row: Any) -> None:
-        flow = self.flow_for(row.flow, row.version)
-        if flow is None:
-            self._settle(row.id, "failed", error=f"flow {row.flow!r} is no longer defined")
-            return
-        limit = self._limits.get(flow.name)
-        if limit is not None:
-            async with limit:
-                await self._guarded(flow, row)
-        else:
-            await self._guarded(flow, row)
-
-    async def _guarded(self, flow: Flow, row: Any) -> None:
+    async def _process(self, row: Any, trace: list[Any], subjects: Subjects) -> None:
         try:
-            await self._run(flow, row)
+            flow = self.flow_for(row.flow, row.version)
+            if flow is None:
+                error = f"flow {row.flow!r} is no longer defined"
+                await self._settle([], Settle(row.id, "failed", error=error))
+                return
+            limit = self._limits.get(flow.name)
+            if limit is None:
+                await self._run(flow, row, trace, subjects)
+                return
+            queued = limit.locked()
+            async with limit:
+                if queued:  # what it read when it was taken may have changed since
+                    subjects = await asyncio.to_thread(self.subjects, _keys(row))
+                await self._run(flow, row, trace, subjects)
         except asyncio.CancelledError:
             raise  # stopping: the lease runs out and another worker resumes the run
         except Exception as exc:
-            log.exception("flow run crashed", flow=flow.name, run=row.id)
-            self._settle(row.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            # The store failed under the run: leave it to its lease if this fails too.
+            log.exception("flow run crashed", flow=row.flow, run=row.id)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    flow_store.settle,
+                    self.rt.db,
+                    row.id,
+                    "failed",
+                    self.rt.clock(),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
-    async def _run(self, flow: Flow, row: Any) -> None:
+    async def _run(self, flow: Flow, row: Any, trace: list[Any], subjects: Subjects) -> None:
         now = self.rt.clock()
         wait = self._rate_wait(flow)
         if wait:
-            self._settle(row.id, "pending", next_at=now + int(wait * 1e6))
+            await self._settle([], Settle(row.id, "pending", next_at=now + int(wait * 1e6)))
             return
-        with self.rt.db.read() as conn:
-            trace = flow_store.trace(conn, row.id)
-        state = self.state(flow, row, trace)
+        state = self.state(flow, row, trace, subjects)
         if flow.spec.dedupe is not None:
             state.dedupe = lambda state: self._dedupe(flow, state, row.id, now)
-        outcome = await runner.execute(state)
-        if isinstance(outcome, runner.Done):
-            self._settle(row.id, "succeeded")
-        elif isinstance(outcome, runner.Skipped):
-            self._settle(row.id, "skipped", error=outcome.reason)
-        elif isinstance(outcome, runner.Failed):
-            self._settle(row.id, "failed", error=outcome.error)
-        else:
-            self._settle(row.id, outcome.status, next_at=outcome.until)
+        try:
+            outcome = await runner.execute(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug under one run: fail it with what it did so far
+            log.exception("flow run crashed", flow=flow.name, run=row.id)
+            outcome = runner.Failed(f"{type(exc).__name__}: {exc}")
+        await self._settle(state.unsaved(), settlement(row.id, outcome))
 
-    def _settle(self, run_id: str, status: str, **values: Any) -> None:
-        flow_store.settle(self.rt.db, run_id, status, self.rt.clock(), **values)
-        if status in flow_store.FINISHED:
+    async def _settle(self, rows: list[dict[str, Any]], settle: Settle) -> None:
+        await self.journal.write(rows, settle)
+        if settle.status in flow_store.FINISHED:
             self.finished += 1
 
     def _rate_wait(self, flow: Flow) -> float:
@@ -180,12 +208,17 @@ class FlowWorker:
         self._started[flow.name] = started
         return 0.0
 
-    def _dedupe(self, flow: Flow, state: runner.RunState, run_id: str, now: int) -> str | None:
+    async def _dedupe(
+        self, flow: Flow, state: runner.RunState, run_id: str, now: int
+    ) -> str | None:
         spec = flow.spec.dedupe
         assert spec is not None
         key = render(spec.key, state.scope)[:255]
         until = now + parse_duration(spec.window)
-        holder = flow_store.hold_dedupe(self.rt.db, flow.name, key, run_id, until, now)
+        await state.flush()  # the conditions that led here, before the key is taken
+        holder = await asyncio.to_thread(
+            flow_store.hold_dedupe, self.rt.db, flow.name, key, run_id, until, now
+        )
         state.note(
             runner.DEDUPE, "dedupe", key, "done", result={"key": key, "duplicate_of": holder}
         )
@@ -212,12 +245,20 @@ class FlowWorker:
 
     # -- scope ----------------------------------------------------------------------------
     def state(
-        self, flow: Flow, row: Any, trace: list[Any], *, dry: bool = False
+        self,
+        flow: Flow,
+        row: Any,
+        trace: list[Any],
+        subjects: Subjects | None = None,
+        *,
+        dry: bool = False,
     ) -> runner.RunState:
-        """The run's state: what its conditions and templates see, and its trace so far."""
+        """The run's state: what its conditions and templates see, and its trace so far.
+        ``subjects``: the profiles and tags read for it (None: read them now)."""
         scope: Mapping[str, Any] = row.scope or {}
         related_ids: dict[str, str] = dict(scope.get("related") or {})
-        subjects = self.subjects([(row.entity_type, row.entity_id), *related_ids.items()])
+        if subjects is None:
+            subjects = self.subjects(_keys(row))
         entity = subjects.get((row.entity_type, row.entity_id)) or Subject(
             row.entity_type, row.entity_id
         )
@@ -236,7 +277,7 @@ class FlowWorker:
         )
         chain = list(scope.get("chain") or [flow.name])
         effects = None if dry else StoreEffects(self.rt, row.id, flow.name, chain)
-        state = runner.RunState(
+        return runner.RunState(
             run_id=row.id,
             flow=flow,
             version=row.version,
@@ -245,18 +286,19 @@ class FlowWorker:
             scope=view,
             effects=effects,
             recorded=runner.RunState.trace_index(trace),
+            journal=None if dry else self.journal,
         )
-        if not dry:
-            state.persist = lambda rows: flow_store.record(self.rt.db, rows)
-        return state
 
-    def subjects(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
-        """Profiles and held tags of ``keys`` (those that exist), in one read per chunk."""
+    def subjects(self, keys: list[tuple[str, str]], conn: Connection | None = None) -> Subjects:
+        """Profiles and held tags of ``keys`` (those that exist), in one read per chunk
+        (on ``conn``, else a read of its own)."""
+        if conn is None:
+            with self.rt.db.read() as conn:
+                return self.subjects(keys, conn)
         now = self.rt.clock()
         names = [t.name for t in self.rt.workspace.tags.values()]
-        with self.rt.db.read() as conn:
-            rows = entity_store.load(self.rt.db, conn, keys)
-            held = tag_store.current(self.rt.db, conn, rows, names)
+        rows = entity_store.load(self.rt.db, conn, set(keys))
+        held = tag_store.current(self.rt.db, conn, rows, names)
         tags: dict[tuple[str, str], dict[str, Any]] = {}
         for (entity_type, entity_id, tag), assignment in held.items():
             if assignment.expires is None or assignment.expires > now:
@@ -296,6 +338,23 @@ class FlowWorker:
             flow_store.create_runs(self.rt.db, conn, [row])
         self.wake()
         return str(row["id"])
+
+
+def _keys(row: Any) -> list[tuple[str, str]]:
+    """The entities a run reads: its own and the related ones its trigger named."""
+    related = (row.scope or {}).get("related") or {}
+    return [(row.entity_type, row.entity_id), *related.items()]
+
+
+def settlement(run_id: str, outcome: runner.Outcome) -> Settle:
+    """How a run is left after ``outcome``."""
+    if isinstance(outcome, runner.Done):
+        return Settle(run_id, "succeeded")
+    if isinstance(outcome, runner.Skipped):
+        return Settle(run_id, "skipped", error=outcome.reason)
+    if isinstance(outcome, runner.Failed):
+        return Settle(run_id, "failed", error=outcome.error)
+    return Settle(run_id, outcome.status, next_at=outcome.until)
 
 
 def compile_stored(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from tagloop.audit import Actor
@@ -106,19 +106,27 @@ def next_due(db: Database) -> int | None:
     return int(value) if value is not None else None
 
 
-def record(db: Database, steps: Sequence[Mapping[str, Any]]) -> None:
-    """Append trace rows (each a step's condition, decision, wait or action attempt)."""
+def append_steps(conn: Connection, steps: Sequence[Mapping[str, Any]]) -> None:
     if steps:
-        with db.write(durable=False) as conn:  # see `claim`
-            conn.execute(flow_steps.insert(), list(steps))
+        conn.execute(flow_steps.insert(), list(steps))
 
 
 def trace(conn: Connection, run_id: str) -> list[Row[Any]]:
-    return list(
-        conn.execute(
-            select(flow_steps).where(flow_steps.c.run_id == run_id).order_by(flow_steps.c.seq)
+    return traces(conn, [run_id]).get(run_id, [])
+
+
+def traces(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """The trace of each run in ``run_ids`` (those that have one), in order."""
+    found: dict[str, list[Row[Any]]] = {}
+    for start in range(0, len(run_ids), 500):
+        query = (
+            select(flow_steps)
+            .where(flow_steps.c.run_id.in_(run_ids[start : start + 500]))
+            .order_by(flow_steps.c.seq)
         )
-    )
+        for row in conn.execute(query):
+            found.setdefault(row.run_id, []).append(row)
+    return found
 
 
 def settle(
@@ -131,17 +139,43 @@ def settle(
     error: str | None = None,
 ) -> None:
     """Leave a run ``status`` (waiting/retrying until ``next_at``, or finished)."""
-    values: dict[str, Any] = {
-        "status": status,
-        "next_at": next_at,
-        "lease_until": None,
-        "error": error,
-        "updated_at": now,
-    }
-    if status in FINISHED:
-        values["finished_at"] = now
     with db.write(durable=False) as conn:  # see `claim`
-        conn.execute(update(flow_runs).where(flow_runs.c.id == run_id).values(**values))
+        settle_many(conn, [(run_id, status, next_at, error)], now)
+
+
+_SETTLE = (
+    update(flow_runs)
+    .where(flow_runs.c.id == bindparam("run"))
+    .values(
+        status=bindparam("to"),
+        next_at=bindparam("due"),
+        lease_until=None,
+        error=bindparam("why"),
+        updated_at=bindparam("now"),
+        finished_at=bindparam("end"),
+    )
+)
+
+
+def settle_many(
+    conn: Connection, runs: Sequence[tuple[str, str, int | None, str | None]], now: int
+) -> None:
+    """`settle` for each ``(run id, status, next_at, error)``, in one statement."""
+    if runs:
+        conn.execute(
+            _SETTLE,
+            [
+                {
+                    "run": run_id,
+                    "to": status,
+                    "due": next_at,
+                    "why": error,
+                    "now": now,
+                    "end": now if status in FINISHED else None,
+                }
+                for run_id, status, next_at, error in runs
+            ],
+        )
 
 
 def get(conn: Connection, run_id: str) -> Row[Any] | None:
