@@ -176,13 +176,12 @@ def run(backend: str, seconds: float, rate: float, customers: int) -> dict[str, 
         deadline = time.monotonic() + 120
         while pending(rt) and time.monotonic() < deadline:
             time.sleep(0.1)
-        latencies, taken, finished = measure(rt)
+        latencies, finished = measure(rt)
     finally:
         rt.close()
         server.terminate()
         drop()
     latencies.sort()
-    taken.sort()
     return {
         "store": backend,
         "events": sent,
@@ -193,7 +192,6 @@ def run(backend: str, seconds: float, rate: float, customers: int) -> dict[str, 
         "p95": latencies[int(0.95 * (len(latencies) - 1))],
         "p99": latencies[int(0.99 * (len(latencies) - 1))],
         "max": latencies[-1],
-        "taken_p95": taken[int(0.95 * (len(taken) - 1))],
     }
 
 
@@ -209,15 +207,12 @@ def pending(rt: Runtime) -> int:
         )
 
 
-def measure(rt: Runtime) -> tuple[list[float], list[float], int]:
-    """Per run with an action: ms from its row's commit to its first action's start, and
-    to its first step (its condition: when the worker took it)."""
+def measure(rt: Runtime) -> tuple[list[float], int]:
+    """Per run with an action: ms from its row's commit to its first action's start."""
     with rt.db.read() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT r.created_at, min(s.started_at), "
-                "(SELECT min(t.started_at) FROM flow_steps t WHERE t.run_id = r.id) "
-                "FROM flow_runs r JOIN flow_steps s "
+                "SELECT r.created_at, min(s.started_at) FROM flow_runs r JOIN flow_steps s "
                 "ON s.run_id = r.id AND s.kind = 'action' GROUP BY r.id, r.created_at"
             )
         ).all()
@@ -226,11 +221,7 @@ def measure(rt: Runtime) -> tuple[list[float], list[float], int]:
                 sa.text("SELECT count(*) FROM flow_runs WHERE status IN ('succeeded', 'skipped')")
             ).scalar_one()
         )
-    return (
-        [(first - created) / 1000 for created, first, _ in rows],
-        [(taken - created) / 1000 for created, _, taken in rows],
-        finished,
-    )
+    return [(first - created) / 1000 for created, first in rows], finished
 
 
 def store(backend: str, tmp: Path) -> tuple[str, Any]:
@@ -268,8 +259,7 @@ def main() -> None:
             f"{backend}: {result['events']:,} events at {result['rate']:,.0f}/s, "
             f"{result['runs']:,} runs finished, {result['actions']:,} with actions; first "
             f"action p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms, "
-            f"p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms; taken by the "
-            f"worker p95 {result['taken_p95']:.1f} ms"
+            f"p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms"
         )
     if args.no_record:
         return

@@ -182,6 +182,36 @@ def test_dedupe_skips_runs_within_the_window(make: Any, clock: Clock) -> None:
     assert sorted(done) == ["skipped", "succeeded", "succeeded"]
 
 
+def test_conditions_are_decided_on_what_the_triggering_commit_stored(
+    make: Any, clock: Clock
+) -> None:
+    extra = "  conditions: [\"priority == 'LOW'\"]\n"
+    rt = make({"low.yaml": flow("low", "    - set_attribute(credit_check, done)\n", extra)})
+
+    def event(eid: str, kind: str, **values: Any) -> Event:
+        now = rt.clock()
+        return Event(eid, kind, "order", "O-1", now, received_at=now, **values)
+
+    created = event("e-created", "order_created", properties={"amount": 5})
+    rt.ingestor.ingest(Batch([(0, event("e-low", "order_paid", attributes={"priority": "LOW"}))]))
+    rt.ingestor.ingest(Batch([(0, created)]))
+    run = the_run(rt, "low")
+    assert run.status == "pending"
+    assert [(t.step, t.result) for t in trace(rt, run.id)] == [("conditions[0]", {"value": True})]
+    # What happens after the trigger does not change its decision: the worker acts on it
+    # without evaluating the condition again.
+    clock.advance(1)
+    rt.ingestor.ingest(Batch([(0, event("e-high", "order_paid", attributes={"priority": "HIGH"}))]))
+    drain(rt)
+    run = the_run(rt, "low")
+    assert run.status == "succeeded", run.error
+    assert [t.step for t in trace(rt, run.id)] == ["conditions[0]", "steps[0]"]
+    # A replayed event starts nothing and adds nothing to the trace.
+    rt.ingestor.ingest(Batch([(0, created)]))
+    assert the_run(rt, "low").id == run.id
+    assert len(trace(rt, run.id)) == 2
+
+
 def test_flows_that_trigger_each_other_stop_with_the_loop_recorded(make: Any) -> None:
     ping = "flow:\n  name: ping\n  trigger: order_created\n  steps:\n    - emit_event(order_paid)\n"
     pong = "flow:\n  name: pong\n  trigger: order_paid\n  steps:\n    - emit_event(order_created)\n"

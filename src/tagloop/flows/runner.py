@@ -98,6 +98,7 @@ class RunState:
     """Where `flush` writes the rows noted since the last one; None: keep them in `rows`
     only (a dry run)."""
     saved: int = 0  # rows[:saved] are written
+    must_save: bool = False  # a row noted since then must be written before the next step
     dedupe: Callable[[RunState], Awaitable[str | None]] | None = None
     """Takes the flow's dedupe key for the run (noting a `DEDUPE` step); returns the run
     that already holds it, if any."""
@@ -123,22 +124,14 @@ class RunState:
                 rec.final = row._asdict()
         return found
 
-    def note(self, step: str, kind: str, name: str, status: str, **values: Any) -> dict[str, Any]:
-        now = self.now()
-        row = {
-            "run_id": self.run_id,
-            "step": step,
-            "kind": kind,
-            "name": name[:255],
-            "attempt": values.pop("attempt", 1),
-            "status": status,
-            "args": values.pop("args", None),
-            "result": values.pop("result", None),
-            "error": values.pop("error", None),
-            "started_at": values.pop("started_at", now),
-            "finished_at": now,
-        }
+    def note(
+        self, step: str, kind: str, name: str, status: str, *, keep: bool = True, **values: Any
+    ) -> dict[str, Any]:
+        """Note a trace row; ``keep=False``: it may wait for the run's settle (see
+        `flush`)."""
+        row = trace_row(self.run_id, step, kind, name, status, self.now(), **values)
         self.rows.append(row)
+        self.must_save = self.must_save or keep
         rec = self.recorded.setdefault(step, Recorded())
         if status == "waiting" and rec.waiting is None:
             rec.waiting = row
@@ -153,10 +146,42 @@ class RunState:
         return rows if self.journal is not None else []
 
     async def flush(self) -> None:
-        """Store the rows noted so far: before a step acts, what led to it is recorded
-        (a run replayed after a crash then takes the same way)."""
-        if self.journal is not None and self.saved < len(self.rows):
+        """Store the rows noted so far, before a step acts: what led to it (conditions,
+        branches, dedupe) and what acted outside tagloop, so a run replayed after a crash
+        takes the same way and calls nobody twice. The outcome of an internal action alone
+        can wait for the run's settle: the step runs again under its idempotency key, and
+        its effect is stored once."""
+        if self.journal is not None and self.must_save:
+            self.must_save = False
             await self.journal.write(self.unsaved())
+
+
+def trace_row(
+    run_id: str, step: str, kind: str, name: str, status: str, now: int, **values: Any
+) -> dict[str, Any]:
+    """One row of a run's trace (``flow_steps``), finished ``now``."""
+    return {
+        "run_id": run_id,
+        "step": step,
+        "kind": kind,
+        "name": name[:255],
+        "attempt": values.pop("attempt", 1),
+        "status": status,
+        "args": values.pop("args", None),
+        "result": values.pop("result", None),
+        "error": values.pop("error", None),
+        "started_at": values.pop("started_at", now),
+        "finished_at": now,
+    }
+
+
+def condition_row(
+    run_id: str, index: int, rule: CompiledRule, value: Any, now: int
+) -> dict[str, Any]:
+    """The trace row of a run's condition ``index`` evaluated to ``value``."""
+    return trace_row(
+        run_id, f"conditions[{index}]", "condition", rule.text, "done", now, result={"value": value}
+    )
 
 
 async def execute(state: RunState) -> Outcome:
@@ -179,7 +204,7 @@ async def execute(state: RunState) -> Outcome:
 def _test(state: RunState, path: str, kind: str, rule: CompiledRule) -> bool:
     rec = state.recorded.get(path)
     if rec is not None and rec.final is not None:
-        return bool((rec.final.get("result") or {}).get("value"))
+        return (rec.final.get("result") or {}).get("value") is True
     value = rule.evaluate(state.context)
     state.note(path, kind, rule.text, "done", result={"value": value})
     return value is True
@@ -286,6 +311,7 @@ async def _action(state: RunState, step: ActionStep) -> Outcome:
             attempt=attempt,
             args=shown,
             started_at=started,
+            keep=step.action.side_effects,
             **values,
         )
 

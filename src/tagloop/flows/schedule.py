@@ -108,6 +108,6 @@ class Scheduler:
                             now,
                         )
                     )
-                started += flow_store.create_runs(db, conn, rows)
+                started += len(flow_store.create_runs(db, conn, rows))
             if started:
                 self.worker.wake()

@@ -4,8 +4,14 @@
 applies the tag changes: a run exists exactly when what triggered it was committed, and a
 replayed event (same id) or a recomputed change starts nothing twice (the run's trigger
 key is unique per flow). The run's row carries its scope (the event, its related entities,
-the chain of flows that led to it); conditions are evaluated when a worker takes it, and
-recorded in its trace.
+the chain of flows that led to it).
+
+The conditions of these runs are decided in the same commit (`Triggers.decide`), on the
+state that commit leaves (the event stored, profiles and tags updated): what a condition
+sees is what triggered the run, not what happened in the moments before a worker took it;
+their values go in the run's trace at once, a run whose conditions do not hold is stored
+``skipped`` and never queued, and the worker starts the others' first action without
+another write before it.
 
 An event emitted by a flow carries the chain of flows behind it (``context.flows``): a flow
 already in the chain would loop, so its run is recorded ``failed`` with the chain instead
@@ -19,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import uuid_utils
 
+from tagloop import logs
+from tagloop.flows import subjects
+from tagloop.flows.runner import condition_row
 from tagloop.ingest.event import Event
 from tagloop.store import flows as flow_store
 from tagloop.store.tags import TagChange
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
     from tagloop.store.db import Database
     from tagloop.workspace import Workspace
 
+log = logs.get("tagloop.flows")
 MAX_CHAIN = 8  # flows triggering flows, at most this deep even without a cycle
 TAG_KINDS = {"assigned": "tag_added", "removed": "tag_removed"}
 
@@ -59,6 +69,8 @@ class Triggers:
             elif trigger.kind.startswith("tag_") and trigger.name:
                 self.by_tag.setdefault((trigger.kind, trigger.name), []).append(flow)
         self._versions: dict[str, int] = {}
+        self.flows = workspace.flows
+        self.tag_names = [t.name for t in workspace.tags.values()]
 
     def __bool__(self) -> bool:
         return bool(self.by_event or self.by_tag)
@@ -133,6 +145,52 @@ class Triggers:
                             )
                         )
         return rows
+
+    def decide(
+        self, db: Database, conn: Connection, runs: list[dict[str, Any]], now: int
+    ) -> list[dict[str, Any]]:
+        """Evaluate the conditions of new ``runs`` (rows from `runs`) on ``conn``: a run
+        whose conditions do not hold becomes ``skipped`` in place. Returns their trace rows
+        (for the runs `flow_store.create_runs` inserts)."""
+        deciding = [
+            (row, self.flows[row["flow"]])
+            for row in runs
+            if row["status"] == "pending" and self.flows[row["flow"]].conditions
+        ]
+        if not deciding:
+            return []
+        keys = {
+            key
+            for row, _ in deciding
+            for key in subjects.run_keys(row["entity_type"], row["entity_id"], row["scope"])
+        }
+        found = subjects.read(db, conn, keys, self.tag_names, now)
+        steps: list[dict[str, Any]] = []
+        for row, flow in deciding:
+            context, _ = subjects.context(
+                row["entity_type"], row["entity_id"], row["scope"], found, now
+            )
+            decided: list[dict[str, Any]] = []
+            try:
+                for index, condition in enumerate(flow.conditions):
+                    value = condition.evaluate(context)
+                    decided.append(condition_row(row["id"], index, condition, value, now))
+                    if value is not True:
+                        row.update(
+                            status="skipped",
+                            next_at=None,
+                            finished_at=now,
+                            error=f"condition not met: {condition.text}",
+                        )
+                        break
+            except Exception:
+                # Never fail the commit for a flow: the worker evaluates the conditions
+                # again and fails the run with the error in its trace.
+                log.exception("a flow condition failed in the commit", flow=flow.name)
+                row.update(status="pending", next_at=now, finished_at=None, error=None)
+                continue
+            steps.extend(decided)
+        return steps
 
     def _row(
         self,

@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING, Any
 from tagloop import logs
 from tagloop.errors import NotFound, ValidationFailed
 from tagloop.flows import runner
+from tagloop.flows import subjects as run_subjects
 from tagloop.flows.actions.webhook import close_sessions
 from tagloop.flows.journal import Journal, Settle
-from tagloop.flows.scope import FlowContext, Subject
 from tagloop.flows.steps import Flow
 from tagloop.flows.store_effects import StoreEffects
+from tagloop.flows.subjects import Subjects
 from tagloop.flows.templates import render
 from tagloop.flows.triggers import definition, start_row
-from tagloop.store import entities as entity_store
 from tagloop.store import flows as flow_store
-from tagloop.store import tags as tag_store
 from tagloop.timeutil import parse_duration
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
     from tagloop.runtime import Runtime
 
-Subjects = dict[tuple[str, str], Subject]
 
 log = logs.get("tagloop.flows")
 BATCH = 200  # runs taken at once
@@ -61,6 +59,7 @@ class FlowWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._versions: dict[tuple[str, int], Flow] = {}
         self.journal = Journal(rt.db, rt.clock)
+        self.tag_names = [t.name for t in rt.workspace.tags.values()]
         self.finished = 0
 
     # -- waking -------------------------------------------------------------------------
@@ -256,15 +255,12 @@ class FlowWorker:
         """The run's state: what its conditions and templates see, and its trace so far.
         ``subjects``: the profiles and tags read for it (None: read them now)."""
         scope: Mapping[str, Any] = row.scope or {}
-        related_ids: dict[str, str] = dict(scope.get("related") or {})
         if subjects is None:
             subjects = self.subjects(_keys(row))
-        entity = subjects.get((row.entity_type, row.entity_id)) or Subject(
-            row.entity_type, row.entity_id
+        context, related = run_subjects.context(
+            row.entity_type, row.entity_id, scope, subjects, self.rt.clock()
         )
-        related = {t: subjects[(t, i)] for t, i in related_ids.items() if (t, i) in subjects}
-        event = scope.get("event")
-        context = FlowContext(self.rt.clock(), entity, event, related)
+        entity, event = context.entity, scope.get("event")
         view: dict[str, Any] = {name: s.as_dict() for name, s in related.items()}
         view.update(
             {
@@ -290,23 +286,12 @@ class FlowWorker:
         )
 
     def subjects(self, keys: list[tuple[str, str]], conn: Connection | None = None) -> Subjects:
-        """Profiles and held tags of ``keys`` (those that exist), in one read per chunk
-        (on ``conn``, else a read of its own)."""
+        """Profiles and held tags of ``keys`` (those that exist), on ``conn``, else in a
+        read of its own."""
         if conn is None:
             with self.rt.db.read() as conn:
                 return self.subjects(keys, conn)
-        now = self.rt.clock()
-        names = [t.name for t in self.rt.workspace.tags.values()]
-        rows = entity_store.load(self.rt.db, conn, set(keys))
-        held = tag_store.current(self.rt.db, conn, rows, names)
-        tags: dict[tuple[str, str], dict[str, Any]] = {}
-        for (entity_type, entity_id, tag), assignment in held.items():
-            if assignment.expires is None or assignment.expires > now:
-                tags.setdefault((entity_type, entity_id), {})[tag] = assignment.value
-        return {
-            key: Subject(key[0], key[1], profile.attributes, tags.get(key, {}))
-            for key, profile in rows.items()
-        }
+        return run_subjects.read(self.rt.db, conn, keys, self.tag_names, self.rt.clock())
 
     # -- starting runs by hand --------------------------------------------------------------
     def start(
@@ -341,9 +326,7 @@ class FlowWorker:
 
 
 def _keys(row: Any) -> list[tuple[str, str]]:
-    """The entities a run reads: its own and the related ones its trigger named."""
-    related = (row.scope or {}).get("related") or {}
-    return [(row.entity_type, row.entity_id), *related.items()]
+    return run_subjects.run_keys(row.entity_type, row.entity_id, row.scope)
 
 
 def settlement(run_id: str, outcome: runner.Outcome) -> Settle:

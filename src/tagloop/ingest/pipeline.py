@@ -273,14 +273,16 @@ class Ingestor:
                 tag_store.apply(self.db, conn, tag_changes)
                 stale = [(k[0], k[1], None, True) for k in rechecks if k not in rows]
                 timer_store.set_due(self.db, conn, [*timers, *stale])
-                started = 0
+                queued = False
                 if self.triggers:
                     runs = self.triggers.runs(self.db, conn, new, tag_changes, now)
-                    started = flow_store.create_runs(self.db, conn, runs)
+                    steps = self.triggers.decide(self.db, conn, runs, now)
+                    made = flow_store.create_runs(self.db, conn, runs, steps)
+                    queued = any(r["id"] in made and r["status"] == "pending" for r in runs)
         except BaseException:
             engine.forget(keys)
             raise
-        if started and self.on_flow_runs is not None:
+        if queued and self.on_flow_runs is not None:
             self.on_flow_runs()
         accepted = [0] * len(parts)
         for event in new:

@@ -57,15 +57,23 @@ def definition(conn: Connection, flow: str, number: int) -> tuple[str, Any] | No
     return (str(row.digest), row.definition) if row is not None else None
 
 
-def create_runs(db: Database, conn: Connection, runs: Sequence[Mapping[str, Any]]) -> int:
-    """Insert runs; one already made for the same flow and trigger is kept (a replayed
-    event starts nothing twice). Returns how many were new."""
+def create_runs(
+    db: Database,
+    conn: Connection,
+    runs: Sequence[Mapping[str, Any]],
+    steps: Sequence[Mapping[str, Any]] = (),
+) -> set[str]:
+    """Insert runs, with ``steps`` of their trace; one already made for the same flow and
+    trigger is kept (a replayed event starts nothing twice), and the steps of a run not
+    inserted are dropped. Returns the ids of the new runs."""
     if not runs:
-        return 0
+        return set()
     statement = db.insert(flow_runs).on_conflict_do_nothing(index_elements=["flow", "trigger_key"])
     # RETURNING, not rowcount: an executemany's rowcount is -1 on PostgreSQL.
     result = conn.execute(statement.returning(flow_runs.c.id), list(runs))
-    return len(result.all())
+    new = {str(row.id) for row in result}
+    append_steps(conn, [step for step in steps if step["run_id"] in new])
+    return new
 
 
 def claim(db: Database, now: int, lease_us: int, limit: int) -> list[Row[Any]]:
