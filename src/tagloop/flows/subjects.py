@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from tagloop.store.db import Database
+    from tagloop.store.entities import EntityRow
 
 Key = tuple[str, str]
 Subjects = dict[Key, Subject]
@@ -31,15 +32,24 @@ def run_keys(entity_type: str, entity_id: str, scope: Mapping[str, Any] | None) 
 
 
 def read(
-    db: Database, conn: Connection, keys: Iterable[Key], tag_names: list[str], now: int
+    db: Database,
+    conn: Connection,
+    keys: Iterable[Key],
+    tag_names: list[str],
+    now: int,
+    profiles: Mapping[Key, EntityRow] | None = None,
 ) -> Subjects:
     """Profiles and held tags (not expired at ``now``) of ``keys``, those that exist, in
-    one read per chunk on ``conn``."""
-    rows = entity_store.load(db, conn, set(keys))
+    one read per chunk on ``conn``; ``profiles``: rows at hand already (a commit's)."""
+    wanted = set(keys)
+    rows = {key: profiles[key] for key in wanted if profiles and key in profiles}
+    if len(rows) < len(wanted):
+        rows.update(entity_store.load(db, conn, wanted - rows.keys()))
     held = tag_store.current(db, conn, rows, tag_names)
     tags: dict[Key, dict[str, Any]] = {}
     for (entity_type, entity_id, tag), assignment in held.items():
-        if assignment.expires is None or assignment.expires > now:
+        # held tags only: not a proposal waiting for review, a rejected one or an exclusion
+        if assignment.active and (assignment.expires is None or assignment.expires > now):
             tags.setdefault((entity_type, entity_id), {})[tag] = assignment.value
     return {
         key: Subject(key[0], key[1], profile.attributes, tags.get(key, {}))

@@ -20,7 +20,7 @@ of started.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uuid_utils
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from tagloop.flows.steps import Flow
     from tagloop.store.db import Database
+    from tagloop.store.entities import EntityRow
     from tagloop.workspace import Workspace
 
 log = logs.get("tagloop.flows")
@@ -147,11 +148,17 @@ class Triggers:
         return rows
 
     def decide(
-        self, db: Database, conn: Connection, runs: list[dict[str, Any]], now: int
+        self,
+        db: Database,
+        conn: Connection,
+        runs: list[dict[str, Any]],
+        now: int,
+        profiles: Mapping[tuple[str, str], EntityRow] | None = None,
     ) -> list[dict[str, Any]]:
         """Evaluate the conditions of new ``runs`` (rows from `runs`) on ``conn``: a run
         whose conditions do not hold becomes ``skipped`` in place. Returns their trace rows
-        (for the runs `flow_store.create_runs` inserts)."""
+        (for the runs `flow_store.create_runs` inserts). ``profiles``: the commit's own
+        entity rows, as it left them (the others are read)."""
         deciding = [
             (row, self.flows[row["flow"]])
             for row in runs
@@ -164,7 +171,7 @@ class Triggers:
             for row, _ in deciding
             for key in subjects.run_keys(row["entity_type"], row["entity_id"], row["scope"])
         }
-        found = subjects.read(db, conn, keys, self.tag_names, now)
+        found = subjects.read(db, conn, keys, self.tag_names, now, profiles)
         steps: list[dict[str, Any]] = []
         for row, flow in deciding:
             context, _ = subjects.context(

@@ -275,8 +275,11 @@ class Ingestor:
                 timer_store.set_due(self.db, conn, [*timers, *stale])
                 queued = False
                 if self.triggers:
-                    runs = self.triggers.runs(self.db, conn, new, tag_changes, now)
-                    steps = self.triggers.decide(self.db, conn, runs, now)
+                    # what entities hold: not proposals waiting for review
+                    held = [c for c in tag_changes if c.status == "active"]
+                    runs = self.triggers.runs(self.db, conn, new, held, now)
+                    at_hand = {**rows, **{(w.type, w.id): w for w in written}}
+                    steps = self.triggers.decide(self.db, conn, runs, now, at_hand)
                     made = flow_store.create_runs(self.db, conn, runs, steps)
                     queued = any(r["id"] in made and r["status"] == "pending" for r in runs)
         except BaseException:
