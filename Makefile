@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= demo-workspace
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck pytest bench demo clean
+.PHONY: run test install lint typecheck pytest bench demo clean screenshots
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,16 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+# Screenshots of each console page at 1440x900 into docs/screenshots/ (Chromium headless
+# on the demo workspace; `apt-get install chromium fonts-wqy-microhei` if missing).
+screenshots: install
+	$(BIN)/tagloop demo $(WORKSPACE)
+	$(BIN)/python scripts/screenshots.py --workspace $(WORKSPACE)
 
 clean:
 	rm -rf $(VENV) $(WORKSPACE) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,7 +4,7 @@ The workspace has the seed flow's shape: ``order_created`` events of orders, a c
 on the related customer's tag (``customer.tags.contains('VIP')``, true for half of the
 customers), and a first action that is a signed webhook to a local HTTP receiver, then
 ``set_priority(HIGH)``. Orders are committed at a steady rate (default 1,000/s, in groups of
-10 every 10 ms, up to 8 groups in flight as from several clients) through the server's
+10 every 10 ms, up to 16 groups in flight as from several clients) through the server's
 in-process group commit, with the flow worker on its
 own thread as `tagloop serve`'s writer process runs it. Latency is per run: the time its
 row was committed (the commit that stored its event) to the start of its first action,
@@ -39,7 +39,7 @@ from tagloop.runtime import Runtime
 from tagloop.timeutil import now_us
 
 P95_TARGET_MS = 100.0
-SENDERS = 8  # groups of events in flight at once, at most
+SENDERS = 16  # groups of events in flight at once, at most
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from hypothesis import settings
 
 from tagloop import logs
 from tagloop.api.app import create_app
@@ -22,6 +23,11 @@ from tagloop.store import keys as key_store
 from tagloop.store.tables import metadata
 from tagloop.timeutil import now_us
 from tests import services
+
+# No timing assertions in the suite: hypothesis's per-example deadline (200 ms) fails a
+# property whose first example pays an import or a cold cache on a loaded machine.
+settings.register_profile("tagloop", deadline=None)
+settings.load_profile("tagloop")
 
 # The server's log set-up (tracebacks formatted as plain text): structlog's default renders
 # them with rich and every local variable, which takes minutes for a large request.

@@ -20,6 +20,7 @@ from tagloop.flows.background import FlowThread
 from tagloop.ingest.pipeline import CommitResult, Ingestor, Part
 from tagloop.ingest.remote import RemoteWriter, WriterAddress
 from tagloop.ingest.writer import GroupCommitter
+from tagloop.models.onchange import ScoreLoop, score_due
 from tagloop.store.db import Database
 from tagloop.store.migrate import upgrade
 from tagloop.timeutil import now_us, parse_duration
@@ -43,6 +44,7 @@ class Runtime:
     writer: GroupCommitter | None = field(init=False, default=None)
     timers: TimerLoop | None = field(init=False, default=None)
     flows: FlowThread | None = field(init=False, default=None)
+    scoring: ScoreLoop | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.engine = Engine(
@@ -91,6 +93,7 @@ class Runtime:
             self.writer = GroupCommitter(self.ingestor.commit_many)
             self.start_timers(self.writer.submit)
             self.start_flows()
+            self.start_scoring()
         else:
             self.writer = GroupCommitter(RemoteWriter(remote).commit_many)
         self.ingestor.committer = self.writer
@@ -106,11 +109,21 @@ class Runtime:
         if self.flows is None and self.workspace.flows:
             self.flows = FlowThread(self)
 
+    def start_scoring(self) -> None:
+        """Score the entities whose model features changed, once their debounce is over
+        (the process that commits does: it marks them)."""
+        if self.scoring is None and self.workspace.models:
+            interval = parse_duration(self.workspace.project.engine.timer_poll) / 1e6
+            self.scoring = ScoreLoop(lambda: score_due(self), interval)
+
     def fire_timers(self) -> int:
         """Re-evaluate the entities whose timers are due now (what the loop does)."""
         return fire_due(self.db, self.clock, lambda part: self.ingestor.commit_many([part])[0])
 
     def close(self) -> None:
+        if self.scoring is not None:
+            self.scoring.stop()
+            self.scoring = None
         if self.flows is not None:
             self.flows.stop()
             self.flows = None

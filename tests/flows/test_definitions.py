@@ -154,18 +154,20 @@ def test_an_alias_may_not_shadow_a_built_in_action(tmp_path: Path) -> None:
 
 # -- the call form ----------------------------------------------------------------------
 
+CONSTANT_WORDS = {"true", "false", "null", "True", "False", "None"}
 words = st.from_regex(r"[A-Za-z_\u4e00-\u9fa5][A-Za-z0-9_\u4e00-\u9fa5]{0,8}", fullmatch=True)
 values = st.one_of(
     st.integers(-1000, 1000),
     st.text(max_size=10),
     st.booleans(),
     st.none(),
-    words.filter(lambda w: w not in {"true", "false", "null", "True", "False", "None"}),
+    words.filter(lambda w: w not in CONSTANT_WORDS),
 )
 
 
 def literal(value: object) -> str:
-    if isinstance(value, str) and not value.isidentifier():
+    # Text that reads as a constant when bare (None, true) is quoted, as a flow author must.
+    if isinstance(value, str) and (not value.isidentifier() or value in CONSTANT_WORDS):
         return repr(value)
     if value is None:
         return "null"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -309,6 +310,29 @@ def test_a_failed_run_is_retried_once_and_audited(
     drain(rt)
     done = client.post(f"/v1/flows/runs/{succeeded['id']}/retry", headers=keys["operator"])
     assert done.status_code == 409 and "is succeeded, not failed" in done.json()["message"]
+
+
+def test_a_trace_masks_personal_data_for_keys_without_pii_read(
+    client: TestClient, keys: dict[str, Headers], rt: Runtime
+) -> None:
+    named = {**customer("C-9", 10), "attributes": {"spend": 10, "name": "张三丰"}}
+    send(client, keys, named)
+    # The work order's title is a template: the customer's name ends up in the trace.
+    run = start(client, keys["operator"], "call_customer", "customer", "C-9", reason="张三丰 来电")
+    assert run.status_code == 201, run.text
+    drain(rt)
+    url = f"/v1/flows/runs/{run.json()['id']}"
+    masked = client.get(url, headers=keys["viewer"]).json()
+    (step,) = masked["trace"]
+    assert step["args"]["title"] == "Call C-9: *** 来电"
+    assert "张三丰" not in orjson.dumps(masked).decode()
+    with rt.db.write() as conn:
+        reader = key_store.create(conn, "reader", ["viewer", "pii:read"], now_us()).secret
+    shown = client.get(url, headers=bearer(reader)).json()
+    assert shown["trace"][0]["args"]["title"] == "Call C-9: 张三丰 来电"
+    (read,) = audit(client, keys, "pii.read")
+    assert (read["target_type"], read["target_id"]) == ("flow_run", run.json()["id"])
+    assert read["after"] == {"fields": ["customer.name"]}
 
 
 def test_a_retried_run_attempts_the_failed_action_again(

@@ -179,9 +179,10 @@ def test_runs_started_run_shown_retried_and_work_orders_done(
     assert code == 1 and "write it as name=value" in text
     pending = as_json(capsys, ws, "flows", "runs")
     assert {r["id"]: r["status"] for r in pending} == {hook: "pending", ticket: "pending"}
-    # The worker, once: both runs, and a summary.
+    # The worker, once: both runs, and a summary; one failed, so the exit code says so.
     code, text = tagloop(capsys, ws, "flows", "run", "--once")
-    assert code == 0, text
+    assert code == 1, text
+    assert "failed runs: tagloop flows runs --status failed shows why" in text
     assert "2 run(s) finished by this worker" in text
     assert "1 succeeded, 1 failed, 0 skipped" in text
     failed = as_json(capsys, ws, "flows", "runs", "order_hook", "--status", "failed")
@@ -216,13 +217,16 @@ def test_runs_started_run_shown_retried_and_work_orders_done(
     assert (record["target_id"], record["actor_kind"]) == (hook, "cli")
     assert record["before"]["status"] == "failed" and record["after"] == {"status": "pending"}
     code, text = tagloop(capsys, ws, "flows", "run", "--once")
-    assert code == 0 and "1 failed" in text
+    assert code == 1 and "1 failed" in text
     retried = as_json(capsys, ws, "flows", "show", hook)
     assert [(t["kind"], t["attempt"]) for t in retried["trace"]] == [
         ("action", 1),
         ("redrive", 1),
         ("action", 2),
     ]
+    # Nothing due, nothing failed since: a clean exit.
+    code, text = tagloop(capsys, ws, "flows", "run", "--once")
+    assert code == 0 and "0 run(s) finished by this worker" in text
     # The work order the ticket flow made, done by a person.
     (order,) = as_json(capsys, ws, "work-orders", "list")
     assert (order["title"], order["status"], order["assignee"]) == (

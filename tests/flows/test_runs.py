@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import sqlalchemy as sa
 
 from tagloop.flows.worker import FlowWorker
 from tagloop.ingest.event import Batch, Event
@@ -45,8 +46,11 @@ def open_rt(
     flows: dict[str, str],
     clock: Clock,
     aliases: str = "actions: []\n",
+    tags: str | None = None,
 ) -> Runtime:
     root = flow_workspace(tmp_path / "ws", database_url, flows, aliases)
+    if tags is not None:
+        (root / "tags" / "tags.yaml").write_text(tags, encoding="utf-8")
     return Runtime.open(root, clock=clock)
 
 
@@ -54,8 +58,10 @@ def open_rt(
 def make(tmp_path: Path, database_url: str, clock: Clock) -> Iterator[Any]:
     opened: list[Runtime] = []
 
-    def build(flows: dict[str, str], aliases: str = "actions: []\n") -> Runtime:
-        rt = open_rt(tmp_path, database_url, flows, clock, aliases)
+    def build(
+        flows: dict[str, str], aliases: str = "actions: []\n", tags: str | None = None
+    ) -> Runtime:
+        rt = open_rt(tmp_path, database_url, flows, clock, aliases, tags)
         opened.append(rt)
         return rt
 
@@ -212,6 +218,63 @@ def test_conditions_are_decided_on_what_the_triggering_commit_stored(
     assert len(trace(rt, run.id)) == 2
 
 
+def test_runs_taking_one_dedupe_key_at_once_get_it_once(make: Any) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = make({"d.yaml": flow("d", "    - set_priority(HIGH)\n")})
+    ready = threading.Barrier(8)
+
+    def take(n: int) -> str | None:
+        ready.wait()
+        return flow_store.hold_dedupe(rt.db, "d", "C-1", f"run-{n}", START + 10, START)
+
+    with ThreadPoolExecutor(8) as pool:
+        holders = list(pool.map(take, range(8)))
+    winners = [f"run-{n}" for n, holder in enumerate(holders) if holder is None]
+    assert len(winners) == 1
+    assert set(holders) == {None, winners[0]}
+    # The holder taking it again (a replayed run) keeps it; after the window, anyone.
+    assert flow_store.hold_dedupe(rt.db, "d", "C-1", winners[0], START + 10, START) is None
+    assert flow_store.hold_dedupe(rt.db, "d", "C-1", "late", START + 20, START + 10) is None
+
+
+def test_a_disabled_flow_starts_neither_on_its_trigger_nor_by_hand(make: Any) -> None:
+    from tagloop.errors import Conflict
+
+    rt = make({"paused.yaml": flow("paused", "    - set_priority(HIGH)\n", "  enabled: false\n")})
+    order(rt, "O-1")
+    with pytest.raises(Conflict, match=r"flow 'paused' is disabled"):
+        FlowWorker(rt).start("paused", "order", "O-1")
+    with rt.db.read() as conn:
+        assert flow_store.runs(conn, flow="paused") == []
+
+
+def test_finished_runs_are_pruned_with_their_trace_after_the_retention(
+    make: Any, clock: Clock
+) -> None:
+    extra = '  conditions: ["event.amount > 100"]\n'
+    rt = make({"p.yaml": flow("p", "    - wait: 100d\n", extra)})
+    order(rt, "O-small", amount=5)  # skipped in its commit
+    order(rt, "O-big", amount=500)  # waits for 100 days: not finished
+    drain(rt)
+    clock.advance(29 * 86400)
+    order(rt, "O-late", amount=1)  # skipped 29 days later
+    worker = FlowWorker(rt)
+    assert worker.prune() == 0  # nothing older than engine.flow_runs_kept (30d) yet
+    clock.advance(2 * 86400)
+    assert worker.prune() == 1
+    with rt.db.read() as conn:
+        left = sorted((r.entity_id, r.status) for r in flow_store.runs(conn, flow="p"))
+        orphans = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM flow_steps WHERE run_id NOT IN (SELECT id FROM flow_runs)"
+            )
+        ).scalar_one()
+    assert left == [("O-big", "waiting"), ("O-late", "skipped")]
+    assert orphans == 0
+
+
 def test_flows_that_trigger_each_other_stop_with_the_loop_recorded(make: Any) -> None:
     ping = "flow:\n  name: ping\n  trigger: order_created\n  steps:\n    - emit_event(order_paid)\n"
     pong = "flow:\n  name: pong\n  trigger: order_paid\n  steps:\n    - emit_event(order_created)\n"
@@ -357,29 +420,80 @@ TAGGED = """
 """
 
 
-def test_manual_tags_are_given_and_taken_and_computed_tags_follow(
-    tmp_path: Path, database_url: str, clock: Clock
-) -> None:
+def test_manual_tags_are_given_and_taken_and_computed_tags_follow(make: Any, clock: Clock) -> None:
     steps = (
         "    - if: 'event.amount > 100'\n"
         "      then: [add_tag(rush)]\n"
         "      else: [remove_tag(rush)]\n"
     )
-    root = flow_workspace(
-        tmp_path / "ws", database_url, {"t.yaml": flow("t", steps)}, "actions: []\n"
-    )
-    (root / "tags" / "tags.yaml").write_text(TAGGED, encoding="utf-8")
-    rt = Runtime.open(root, clock=clock)
-    try:
-        order(rt, "O-1", amount=500)
+    rt = make({"t.yaml": flow("t", steps)}, tags=TAGGED)
+    order(rt, "O-1", amount=500)
+    drain(rt)
+    assert held(rt, "order", "O-1") == {"rush", "vip_order"}  # the rule followed
+    clock.advance(1)
+    order(rt, "O-1", amount=5)
+    drain(rt)
+    assert held(rt, "order", "O-1") == set()
+
+
+def test_an_upload_of_manual_tags_starts_the_flows_their_changes_trigger(
+    make: Any, clock: Clock
+) -> None:
+    from tagloop.engine import imports
+
+    added = "flow:\n  name: on_rush\n  trigger: {tag_added: rush}\n  steps: [set_priority(HIGH)]\n"
+    gone = "flow:\n  name: off_rush\n  trigger: {tag_removed: rush}\n  steps: [set_priority(LOW)]\n"
+    rt = make({"a.yaml": added, "b.yaml": gone}, tags=TAGGED)
+    order(rt, "O-1")
+    order(rt, "O-2")
+    active = imports.imported_tag(rt.active, "rush")
+    upload = {"O-1": imports.Value(1, True), "O-2": imports.Value(2, True)}
+    report = imports.ImportReport()
+    imports.apply(
+        rt.db, rt.engine, active, upload, report, where="t.csv", now=rt.clock(),
+        flows=rt.ingestor,
+    )  # fmt: skip
+    drain(rt)
+    assert priority(rt, "O-1") == priority(rt, "O-2") == "HIGH"
+    # A replace upload without O-2 takes its tag away: the removal starts its flow.
+    clock.advance(1)
+    imports.apply(
+        rt.db, rt.engine, active, {"O-1": imports.Value(1, True)}, imports.ImportReport(),
+        where="t.csv", now=rt.clock(), mode="replace", flows=rt.ingestor,
+    )  # fmt: skip
+    drain(rt)
+    assert (priority(rt, "O-1"), priority(rt, "O-2")) == ("HIGH", "LOW")
+    with rt.db.read() as conn:
+        started = sorted((r.flow, r.entity_id) for r in flow_store.runs(conn))
+    assert started == [("off_rush", "O-2"), ("on_rush", "O-1"), ("on_rush", "O-2")]
+
+
+def test_flows_that_give_and_take_a_tag_from_each_other_stop_with_the_loop_recorded(
+    make: Any, clock: Clock
+) -> None:
+    give = "flow:\n  name: give\n  trigger: order_created\n  steps: [add_tag(rush)]\n"
+    take = "flow:\n  name: take\n  trigger: {tag_added: rush}\n  steps: [remove_tag(rush)]\n"
+    again = "flow:\n  name: again\n  trigger: {tag_removed: rush}\n  steps: [add_tag(rush)]\n"
+    rt = make({"g.yaml": give, "t.yaml": take, "a.yaml": again}, tags=TAGGED)
+    order(rt, "O-1")
+    for _ in range(5):
         drain(rt)
-        assert held(rt, "order", "O-1") == {"rush", "vip_order"}  # the rule followed
-        clock.advance(1)
-        order(rt, "O-1", amount=5)
-        drain(rt)
-        assert held(rt, "order", "O-1") == set()
-    finally:
-        rt.close()
+    with rt.db.read() as conn:
+        runs = sorted((r.flow, r.status, r.error or "") for r in flow_store.runs(conn))
+    assert runs == [
+        ("again", "succeeded", ""),
+        ("give", "succeeded", ""),
+        ("take", "failed", "loop detected: give -> take -> again -> take (not started)"),
+        ("take", "succeeded", ""),
+    ]
+
+
+def priority(rt: Runtime, order_id: str) -> Any:
+    from tagloop.store import entities as entity_store
+
+    with rt.db.read() as conn:
+        rows = entity_store.load(rt.db, conn, [("order", order_id)])
+    return rows[("order", order_id)].attributes.get("priority")
 
 
 def held(rt: Runtime, entity_type: str, entity_id: str) -> set[str]:
@@ -427,6 +541,31 @@ def test_start_process_uses_a_plugin_and_fails_clearly_without_one(make: Any) ->
     assert results[0] == ("ok", {"process_id": "P-1", "inputs": {"severity": "high"}})
     assert run.status == "failed"
     assert "no process engine is installed to start 'audit'" in run.error
+
+
+def test_a_worker_in_the_committing_process_takes_new_runs_from_the_commit(
+    make: Any, receiver: Receiver
+) -> None:
+    import threading
+    import time
+
+    released = threading.Event()
+    receiver.hold["/held"] = released
+    rt = make({"h.yaml": flow("h", f"    - webhook: {{url: '{receiver.url}/held'}}\n")})
+    rt.start_writer()  # the server's group commit, with the flow worker beside it
+    order(rt, "O-1")
+    # Leased to the worker in the commit that made it: it never waits to be claimed.
+    run = the_run(rt, "h")
+    assert (run.status, run.lease_until) == ("running", run.created_at + 5 * 60 * 1_000_000)
+    deadline = time.monotonic() + 10
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert [r.path for r in receiver.requests] == ["/held"]
+    released.set()
+    while the_run(rt, "h").status == "running" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert the_run(rt, "h").status == "succeeded"
+    assert rt.flows is not None and rt.flows.worker.adopted == 1
 
 
 def test_concurrency_and_rate_bound_the_runs_of_a_flow(make: Any, receiver: Receiver) -> None:

@@ -71,7 +71,7 @@ def test_unknown_and_missing_keys_with_suggestions(root: Path) -> None:
     assert problems(root) == [
         "tags/typo.yaml:3:1: unknown key 'rul' (did you mean 'rule'?) (allowed: name, entity, "
         "kind, rule, jsonlogic, value, multi, value_type, valid_for, category, owner, description, "
-        "action)",
+        "action, review)",
     ]
     put(root, "tags/typo.yaml", "name: typo\nentity: customer\n")
     assert problems(root) == [

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,6 +45,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     for routers in manager().hook.tagloop_api_routers():
         for router in routers:
             app.include_router(router)
+    from tagloop import console
+
+    console.install(app)  # the web console at / (pages, not part of the API description)
     _install_openapi(app)
     _install_error_handlers(app)
     # Before `_install_middleware`: the body guard must be the inner middleware, so that
@@ -118,9 +121,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc, Refused):  # a body refused while FastAPI read it
             return await tagloop_error(request, exc.error)
+        from tagloop.console.web import missing_page, wants_page
+
+        if exc.status_code == 404 and wants_page(request):  # a browser off the console's map
+            return missing_page(request)
         codes = {404: "not_found", 405: "method_not_allowed"}
         return error_response(
             exc.status_code,

@@ -10,7 +10,7 @@ and the read is written to the audit log (``pii.read``) by the endpoint.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tagloop.audit import Actor, record
@@ -141,8 +141,95 @@ class Redactor:
         return {**body, "assignment": stored, "now": now}
 
 
+class TraceRedactor:
+    """Masks, in a flow run's trace, the PII values of the run's entities and event
+    wherever they appear: a template may have put a customer's name or phone number into a
+    message, a webhook's body or an error, where no field says it is personal.
+
+    >>> redact = TraceRedactor(reveal=False)
+    >>> redact.know("customer.name", "张三")
+    >>> redact.value({"text": "客户 张三 下单", "amount": 1288})
+    {'text': '客户 *** 下单', 'amount': 1288}
+    >>> sorted(redact.seen)
+    ['customer.name']
+    """
+
+    SHORTEST = 2  # characters: a shorter value would mask unrelated text
+
+    def __init__(self, *, reveal: bool) -> None:
+        self.reveal = reveal
+        self.seen: set[str] = set()
+        self._known: dict[str, str] = {}  # the value's text -> its label
+
+    def know(self, label: str, value: Any) -> None:
+        """Remember ``value`` (of the PII field ``label``) to mask it."""
+        if isinstance(value, bool) or value is None:
+            return
+        text = str(value)
+        if len(text) >= self.SHORTEST:
+            self._known.setdefault(text, label)
+
+    def know_fields(self, entity_type: str, values: Any, fields: Iterable[str]) -> None:
+        if isinstance(values, dict):
+            for name in fields:
+                self.know(f"{entity_type}.{name}", values.get(name))
+
+    def know_run(
+        self,
+        workspace: Workspace,
+        entity_type: str,
+        scope: Mapping[str, Any] | None,
+        profiles: Mapping[tuple[str, str], Any],
+    ) -> None:
+        """Remember what a run could have put into its arguments, results and errors:
+        the PII attributes of its entities (``profiles``: their rows) and the PII of its
+        triggering event (in its ``scope``)."""
+        dictionary = workspace.dictionary
+        for (kind, _), profile in profiles.items():
+            found = dictionary.get(kind)
+            if found is not None:
+                self.know_fields(kind, profile.attributes, found.pii_fields)
+        event = (scope or {}).get("event") or {}
+        own = dictionary.get(entity_type)
+        if own is None or not event:
+            return
+        event_type = str(event.get("type"))
+        spec = own.spec.events.get(event_type)
+        if spec is not None:
+            personal = [name for name, f in spec.properties.items() if f.pii]
+            self.know_fields(event_type, event.get("properties"), personal)
+        self.know_fields(entity_type, event.get("attributes"), own.pii_fields)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            label = self._known.get(str(value))
+            if label is not None:
+                self.seen.add(label)
+                return value if self.reveal else MASK
+        return value
+
+    def _text(self, text: str) -> str:
+        # Longest first: a phone number is not left half-masked by a shorter value in it.
+        for known in sorted(self._known, key=len, reverse=True):
+            if known in text:
+                self.seen.add(self._known[known])
+                if not self.reveal:
+                    text = text.replace(known, MASK)
+        return text
+
+
 def audit_read(
-    db: Database, actor: Actor, redactor: Redactor, entity_type: str, target_id: str
+    db: Database,
+    actor: Actor,
+    redactor: Redactor | TraceRedactor,
+    entity_type: str,
+    target_id: str,
 ) -> None:
     """Record that a principal with ``pii:read`` was shown PII (nothing if none was
     shown). Written before the response leaves: an unrecorded read fails instead.

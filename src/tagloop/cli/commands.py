@@ -16,6 +16,8 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
         demo,
         flows,
         keys,
+        models,
+        reviews,
         serve,
         sources,
         tagging,
@@ -36,3 +38,5 @@ def tagloop_cli_commands(app: typer.Typer) -> None:
     deadletters.register(app)
     flows.register(app)
     work_orders.register(app)
+    models.register(app)
+    reviews.register(app)

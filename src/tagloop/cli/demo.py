@@ -42,9 +42,23 @@ def register(app: typer.Typer) -> None:
                     f"({stats.lines} lines; {stats.guest_lines} guest-checkout lines without "
                     "a CustomerID have no customer to attach to and were not loaded)"
                 )
+            _telco(rt)
             _credentials(demo_data.bootstrap(rt))
         finally:
             rt.close()
+
+
+def _telco(rt: Runtime) -> None:
+    """The Telco subscribers for the churn model (docs/models.md), when the data is there."""
+    from tagloop.demo import telco
+
+    stats = telco.load(rt)
+    if stats is not None:
+        out.print(
+            f"loaded {stats.events} events from {stats.source}: {stats.subscribers} Telco "
+            f"subscribers, {stats.churned} of whom left (train the churn model: "
+            "tagloop models train churn)"
+        )
 
 
 def _credentials(made: demo_data.Credentials) -> None:

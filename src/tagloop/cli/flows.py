@@ -281,7 +281,8 @@ def run(
     ),
 ) -> None:
     """Run the flow worker in the foreground until Ctrl-C: it takes due runs from the
-    store, waits and retries in the store, and prints a summary when it stops."""
+    store, waits and retries in the store, and prints a summary when it stops. With
+    ``--once``, exit 1 when a run failed meanwhile (a cron job or CI step notices)."""
     rt = open_runtime(ctx)
     worker = FlowWorker(rt)
     started = rt.clock()
@@ -299,6 +300,9 @@ def run(
     if pending:
         when = f", the next due {ts(due)}" if due is not None else ""
         out.print(f"{pending} run(s) pending, waiting or retrying{when}")
+    if once and tally.get("failed"):
+        err.print("failed runs: tagloop flows runs --status failed shows why", markup=False)
+        raise typer.Exit(1)
 
 
 def register(parent: typer.Typer) -> None:

@@ -112,6 +112,7 @@ def import_tag(
             mode="merge" if mode == "merge" else "replace",
             valid_for=valid_for,
             actor=Actor.cli(),
+            flows=rt.ingestor,
         )
     finally:
         rt.close()

@@ -18,10 +18,14 @@ from sqlglot import exp
 from tagloop.engine import definitions, periods
 from tagloop.engine.evaluator import Engine, same
 from tagloop.engine.plans import RULE_SOURCE, ActiveTag
+from tagloop.engine.starts import FlowStarter
+from tagloop.models.spec import confidence as model_confidence
+from tagloop.review.policy import DROPPED, RULE_CONFIDENCE, gate
 from tagloop.rules import bound as b
 from tagloop.rules.sql.dialects import DIALECTS, Dialect, lit
 from tagloop.rules.sql.expr import Compiler, Unsupported
 from tagloop.rules.sql.query import _EMPTY, BatchQuery, _Resolver, col, with_ctes
+from tagloop.store import reviews as review_store
 from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
 from tagloop.store.tags import TagChange
@@ -35,6 +39,7 @@ class Result:
     held: bool
     value: Any
     evidence: dict[str, Any] = field(default_factory=dict)
+    confidence: float = RULE_CONFIDENCE  # what the review policy's thresholds compare
 
 
 def closure(active: Iterable[ActiveTag], names: Iterable[str]) -> list[ActiveTag]:
@@ -59,12 +64,17 @@ def _evidence_nodes(tag: ActiveTag) -> list[b.B]:
             continue
         for node in part.bound.walk():
             if (
-                isinstance(node, b.Attr | b.TagRef | b.Streak)
+                isinstance(node, b.Attr | b.TagRef | b.Streak | b.ScoreRef)
                 or (isinstance(node, b.Agg) and not node.per_period)
                 or (isinstance(node, b.Func) and node.name in ("days_since", "hours_since"))
             ):
                 nodes.setdefault(node.text, node)
     return list(nodes.values())
+
+
+def _score_texts(tag: ActiveTag) -> dict[str, str]:
+    """model -> the text of its ``score('m')`` in the tag's rule (its evidence key)."""
+    return {node.model: node.text for node in _evidence_nodes(tag) if isinstance(node, b.ScoreRef)}
 
 
 def _query(
@@ -118,6 +128,7 @@ def evaluate(
     rows = fetch(dialect.sql(tree))
     results: dict[str, dict[str, Result]] = {}
     width = 1 + 2 * len(tags)
+    scored = [(t, _score_texts(t)) for t in tags if t.definition.deps.scores and evidence]
     for row in rows:
         found: dict[str, Result] = {}
         for i, tag in enumerate(tags):
@@ -126,6 +137,11 @@ def evaluate(
             found[tag.name] = Result(held, value)
         for (i, node), raw in zip(extra, row[width:], strict=True):
             found[tags[i].name].evidence[node.text] = evidence_value(raw, node.type)
+        for tag, texts in scored:
+            result = found[tag.name]
+            if result.held:  # a model tag's confidence is its score, as in Engine._diff
+                seen = {m: result.evidence.get(text) for m, text in texts.items()}
+                result.confidence = model_confidence(texts, seen.get)
         results[row[0]] = found
     if evidence:
         for tag in tags:
@@ -274,42 +290,109 @@ def recompute(
     dialect: Dialect | None = None,
     write: bool = True,
     keep: bool = False,
+    flows: FlowStarter | None = None,
 ) -> Report:
     """Recompute ``names`` for every entity in batch and (``write``) store what changed.
 
     Tags the SQL compiler cannot express are computed entity by entity by the streaming
     evaluator, which can only do so at the engine's present time. ``keep`` returns the
-    results in the report (for export).
+    results in the report (for export). With ``flows``, the changes written start the
+    flows they trigger (a model's tags after scoring; a plain recompute does not).
     """
     fetch = fetch or fetcher(db)
     dialect = dialect or dialect_of(db)
     wanted = set(names)
     report = Report()
+    with db.read() as conn:
+        gated = review_store.pinned_tags(conn, now)
+    gated |= {t.name for t in active if t.definition.spec.review is not None}
     by_type: dict[str, list[ActiveTag]] = {}
     for tag in closure(active, wanted):
         by_type.setdefault(tag.definition.entity, []).append(tag)
     for entity_type, tags in by_type.items():
         report.entity_types += 1
-        sql_tags, streamed = split(dialect, engine, tags, now)
-        report.streamed.update({k: v for k, v in streamed.items() if k in wanted})
-        results = evaluate(fetch, dialect, engine, entity_type, sql_tags, now) if sql_tags else {}
-        report.entities += len(results)
-        written = [t for t in sql_tags if t.name in wanted]
-        for tag in written:
-            report.by_tag[tag.name] = sum(1 for r in results.values() if r[tag.name].held)
-        if keep:
-            report.results[entity_type] = results
-        if write:
-            report.changes += _write(db, entity_type, written, results, now)
-            if any(t.definition.deps.time_dependent for t in written):
-                _arm_timers(db, entity_type, now)
-        rest = [t for t in tags if t.name in streamed and t.name in wanted]
-        if rest and write and now == engine.clock():
-            report.changes += definitions.recompute(db, engine, rest)
-            with db.read() as conn:
-                counts = tag_store.counts(conn)
-            report.by_tag.update({t.name: counts.get(t.name, 0) for t in rest})
+        for index, (stage, own) in enumerate(stages(tags, gated)):
+            # Later stages read what earlier ones wrote: from the store itself (a DuckDB
+            # copy was loaded before the first stage wrote anything).
+            later = index > 0 and write
+            _recompute_stage(
+                db,
+                engine,
+                report,
+                entity_type,
+                stage,
+                own & wanted,
+                now,
+                fetch=fetcher(db) if later else fetch,
+                dialect=dialect_of(db) if later else dialect,
+                write=write,
+                keep=keep,
+                first=index == 0,
+                flows=flows,
+            )
     return report
+
+
+def stages(tags: list[ActiveTag], gated: set[str]) -> list[tuple[list[ActiveTag], set[str]]]:
+    """Split ``tags`` (one type, dependency order) into stages computed one after the other:
+    a tag reading a gated tag (one with a review policy or a pin) reads what the entity
+    holds of it, as stored by an earlier stage, as the stream does; other tags it reads are
+    computed inline. Each stage: the tags its query computes, and those it writes.
+
+    Without gated tags read by others, one stage: everything at once.
+    """
+    level: dict[str, int] = {}
+    for tag in tags:
+        level[tag.name] = max(
+            (level[d] + (d in gated) for d in tag.definition.deps.tags if d in level), default=0
+        )
+    out = []
+    for number in range(max(level.values(), default=0) + 1):
+        pool = [t for t in tags if not (t.name in gated and level[t.name] < number)]
+        own = {t.name for t in tags if level[t.name] == number}
+        if own:
+            out.append((closure(pool, own), own))
+    return out
+
+
+def _recompute_stage(
+    db: Database,
+    engine: Engine,
+    report: Report,
+    entity_type: str,
+    tags: list[ActiveTag],
+    wanted: set[str],
+    now: int,
+    *,
+    fetch: Fetch,
+    dialect: Dialect,
+    write: bool,
+    keep: bool,
+    first: bool,
+    flows: FlowStarter | None,
+) -> None:
+    sql_tags, streamed = split(dialect, engine, tags, now)
+    report.streamed.update({k: v for k, v in streamed.items() if k in wanted})
+    results = evaluate(fetch, dialect, engine, entity_type, sql_tags, now) if sql_tags else {}
+    if first:
+        report.entities += len(results)
+    written = [t for t in sql_tags if t.name in wanted]
+    for tag in written:
+        report.by_tag[tag.name] = sum(1 for r in results.values() if r[tag.name].held)
+    if keep:
+        kept = report.results.setdefault(entity_type, {})
+        for entity_id, values in results.items():
+            kept.setdefault(entity_id, {}).update(values)
+    if write:
+        report.changes += _write(db, entity_type, written, results, now, flows)
+        if any(t.definition.deps.time_dependent for t in written):
+            _arm_timers(db, entity_type, now)
+    rest = [t for t in tags if t.name in streamed and t.name in wanted]
+    if rest and write and now == engine.clock():
+        report.changes += definitions.recompute(db, engine, rest)
+        with db.read() as conn:
+            counts = tag_store.counts(conn)
+        report.by_tag.update({t.name: counts.get(t.name, 0) for t in rest})
 
 
 def _write(
@@ -318,10 +401,12 @@ def _write(
     tags: list[ActiveTag],
     results: dict[str, dict[str, Result]],
     now: int,
+    flows: FlowStarter | None = None,
 ) -> int:
-    """Apply the differences between ``results`` and the current assignments."""
+    """Apply the differences between ``results`` and the current assignments (starting
+    the flows they trigger, with ``flows``)."""
     ids = sorted(results)
-    total = 0
+    total, queued = 0, False
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         with db.write() as conn:
@@ -337,7 +422,11 @@ def _write(
                     if change is not None:
                         changes.append(change)
             tag_store.apply(db, conn, changes)
+            if flows is not None:
+                queued = flows.start_flows(conn, changes, now) or queued
             total += len(changes)
+    if queued and flows is not None:
+        flows.flows_queued()
     return total
 
 
@@ -349,6 +438,23 @@ def _change(
     held: tag_store.Held | None,
     now: int,
 ) -> TagChange | None:
+    if held is not None and held.expires is not None and held.expires <= now:
+        # a pin past its time no longer counts: the rule's result takes its place
+        if not result.held:
+            return TagChange(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                tag=tag.name,
+                change="removed",
+                value=None,
+                previous=held.value,
+                version=held.version,
+                source=held.source,
+                evidence={"expired": time_text(held.expires)},
+                at=now,
+                status=held.status,
+            )
+        held = None
     if held is not None and not held.source.startswith(RULE_SOURCE):
         return None
     if result.held and held is None:
@@ -361,6 +467,17 @@ def _change(
         kind = "confirmed"
     else:
         return None
+    spec = tag.definition.spec.review
+    confidence = result.confidence if result.held else None
+    # the same gate as the stream's (Engine._diff): both must agree
+    if kind in ("assigned", "changed"):
+        status = gate(spec, tag.name, entity_type, entity_id, confidence)
+    else:
+        status = held.status if held is not None else "active"
+    if status == DROPPED:
+        if held is None:
+            return None
+        kind, result, status = "removed", Result(False, None), held.status
     definition = tag.definition
     evidence = None
     if result.held:
@@ -380,6 +497,9 @@ def _change(
         source=tag.source,
         evidence=evidence,
         at=now,
+        status=status,
+        confidence=confidence if result.held else None,
+        review=spec.mode if spec is not None else None,
     )
 
 

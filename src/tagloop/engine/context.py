@@ -24,7 +24,18 @@ _SYSTEM = frozenset({"id", "event_count", "first_seen", "last_seen"})
 
 
 class EntityContext:
-    __slots__ = ("due", "memo", "now", "plans", "row", "state", "tags", "tz", "windows")
+    __slots__ = (
+        "due",
+        "memo",
+        "now",
+        "plans",
+        "row",
+        "scores",
+        "state",
+        "tags",
+        "tz",
+        "windows",
+    )
 
     def __init__(
         self,
@@ -44,6 +55,7 @@ class EntityContext:
         self.memo: dict[b.Agg, Any] = {}
         self.windows: dict[tuple[b.AggInput, int], Any] = {}  # folded windows, by input
         self.due: dict[tuple[b.AggInput, int | None], int | None] = {}  # timer probes
+        self.scores: dict[str, float] = {}  # model -> stored score (model_scores)
 
     def attr(self, path: tuple[str, ...]) -> Any:
         head = path[0]
@@ -84,14 +96,17 @@ class EntityContext:
         return count
 
     def has_tag(self, name: str) -> bool:
-        return name in self.tags
+        # Only what the entity holds: a proposal waiting for review, a rejected one or an
+        # exclusion is not held (the batch side reads the same, see engine/batch.py).
+        held = self.tags.get(name)
+        return held is not None and held.status == "active"
 
     def tag_value(self, name: str) -> Any:
         held = self.tags.get(name)
-        return held.value if held is not None else None
+        return held.value if held is not None and held.status == "active" else None
 
     def score(self, model: str) -> Any:
-        return None  # models arrive with their own issue; until then no score is known
+        return self.scores.get(model)  # null until the model has scored the entity
 
 
 class _PeriodContext:

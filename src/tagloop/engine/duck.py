@@ -1,7 +1,7 @@
 """DuckDB as a batch engine: the store's tables loaded into an in-memory DuckDB.
 
 DuckDB cannot attach SQLite or PostgreSQL here (its extensions download at run time), so
-the four tables batch queries read are copied through Arrow; the query is then the same
+the tables batch queries read are copied through Arrow; the query is then the same
 one the store would run, in DuckDB's dialect.
 """
 
@@ -20,6 +20,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "events": ("seq", "id", "type", "entity_type", "entity_id", "time", "properties"),
     "event_links": ("event_seq", "entity_type", "entity_id", "time"),
     "tag_assignments": ("entity_type", "entity_id", "tag", "value", "status", "expires_at"),
+    "model_scores": ("model", "entity_type", "entity_id", "score"),
 }
 _JSON = {"attributes", "properties", "value"}
 
@@ -40,7 +41,8 @@ def load(db: Database) -> Any:
                         v if isinstance(v, str) or v is None else orjson.dumps(v).decode()
                         for v in values
                     ]
-                data[name] = pa.array(values, type=pa.int64() if name in _INTS else pa.string())
+                kind = pa.int64() if name in _INTS else pa.string()
+                data[name] = pa.array(values, type=pa.float64() if name == "score" else kind)
             arrow = pa.table(data)
             con.register(f"{table}_arrow", arrow)
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM {table}_arrow")

@@ -23,11 +23,14 @@ from tagloop.engine.context import EntityContext, evidence
 from tagloop.engine.plans import RULE_SOURCE, ActiveTag, TypePlan, build_plans
 from tagloop.engine.state import EntityState
 from tagloop.engine.timing import Timing, timing
+from tagloop.models.spec import confidence as model_confidence
+from tagloop.review.policy import DROPPED, gate
 from tagloop.rules import bound as b
 from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
 from tagloop.store.entities import EntityRow
 from tagloop.store.events import chunks
+from tagloop.store.models import scores_for
 from tagloop.store.tags import Held, TagChange
 from tagloop.store.timers import Timer
 from tagloop.timeutil import now_us, parse_duration, time_text
@@ -80,6 +83,11 @@ class Engine:
             entity_type: [t.name for t in active if t.definition.entity == entity_type]
             for entity_type in {t.definition.entity for t in active}
         }
+        # models whose scores rules read (score('churn')): loaded with the assignments
+        self.score_models: dict[str, set[str]] = defaultdict(set)  # by entity type
+        for t in active:
+            if t.computed and t.definition.deps.scores:
+                self.score_models[t.definition.entity] |= t.definition.deps.scores
         self.cache: OrderedDict[EntityKey, EntityState] = OrderedDict()
         self.cache_size = cache_size
         # Whoever uses the cached states (commits, recomputation, explain) holds this.
@@ -179,11 +187,22 @@ class Engine:
         held_by_entity: dict[EntityKey, dict[str, Held]] = defaultdict(dict)
         for (entity_type, entity_id, name), value in held.items():
             held_by_entity[(entity_type, entity_id)][name] = value
+        scores = (
+            scores_for(
+                db,
+                conn,
+                [k for k in lookup if k[0] in self.score_models],
+                set().union(*self.score_models.values()),
+            )
+            if self.score_models and any(k[0] in self.score_models for k in lookup)
+            else {}
+        )
         changes: list[TagChange] = []
         timers: list[Timer] = []
         for key, info in candidates.items():
             plan = self.plans[key[0]]
             ctx = self.context(key, info.row, held_by_entity.get(key, {}), now)
+            ctx.scores = scores.get(key, {})
             if info.names is not None:
                 todo = set(info.names)
             else:
@@ -192,7 +211,8 @@ class Engine:
                 todo |= {t.name for t in plan.timed}
             for expired in _expire(key, ctx, now):
                 changes.append(expired)
-                todo |= {t.name for t in plan.by_tag.get(expired.tag, ())}
+                # an expired pin hands a computed tag back to its rule
+                todo |= {expired.tag, *(t.name for t in plan.by_tag.get(expired.tag, ()))}
             for tag in plan.tags:
                 if tag.name not in todo:
                     continue
@@ -239,8 +259,22 @@ class Engine:
             kind = "confirmed"  # still held under a new rule version: refresh, no history
         else:
             return None
-        if is_held:
-            ctx.tags[tag.name] = Held(value, tag.version, tag.source)
+        # a model tag's confidence is the score it read (the same in batch: engine/batch.py)
+        confidence = model_confidence(tag.definition.deps.scores, ctx.score) if is_held else None
+        spec = tag.definition.spec.review
+        # A new or changed proposal goes through the tag's review policy; otherwise the
+        # assignment keeps its status (pending stays pending, rejected stays off).
+        if kind in ("assigned", "changed"):
+            status = gate(spec, tag.name, key[0], key[1], confidence)
+        else:
+            status = held.status if held is not None else "active"
+        if status == DROPPED:
+            ctx.tags.pop(tag.name, None)
+            if held is None:
+                return None
+            kind, is_held, status = "removed", False, held.status
+        elif is_held:
+            ctx.tags[tag.name] = Held(value, tag.version, tag.source, status=status)
         else:
             ctx.tags.pop(tag.name, None)
         return TagChange(
@@ -254,6 +288,9 @@ class Engine:
             source=tag.source,
             evidence=self.explain(tag, ctx) if is_held else None,
             at=now,
+            status=status,
+            confidence=confidence if is_held else None,
+            review=spec.mode if spec is not None else None,
         )
 
     def explain(self, tag: ActiveTag, ctx: EntityContext) -> dict[str, Any]:
@@ -289,6 +326,7 @@ def _expire(key: EntityKey, ctx: EntityContext, now: int) -> list[TagChange]:
                     source=held.source,
                     evidence={"expired": time_text(held.expires)},
                     at=now,
+                    status=held.status,
                 )
             )
     return out

@@ -12,6 +12,7 @@ from tagloop.names import suggest
 from tagloop.store import entities as entity_store
 from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
+from tagloop.store.models import scores_for
 from tagloop.timeutil import time_text
 
 
@@ -51,6 +52,8 @@ def explain(
         if tag.computed:
             engine.prepare(db, conn, {key: row})
             ctx = engine.context(key, row, held, now)
+            if tag.definition.deps.scores:  # score('m') reads the stored scores
+                ctx.scores = scores_for(db, conn, [key], tag.definition.deps.scores).get(key, {})
             is_held, value = tag.evaluate(ctx)
             body = engine.explain(tag, ctx)
             current = {

@@ -12,7 +12,7 @@ the value and re-evaluates the tags that read it (see `Engine.evaluate`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,8 +20,10 @@ from tagloop import audit
 from tagloop.dictionary.types import BadValue, check_value
 from tagloop.engine.evaluator import Engine, Touched, same
 from tagloop.engine.plans import ActiveTag
+from tagloop.engine.starts import FlowStarter
 from tagloop.errors import NotFound, ValidationFailed
 from tagloop.names import suggest
+from tagloop.review.policy import DROPPED, gate
 from tagloop.sources.files import Record
 from tagloop.sources.mapping import from_text
 from tagloop.store import entities as entity_store
@@ -34,6 +36,8 @@ from tagloop.timeutil import parse_duration, time_text
 
 Mode = Literal["replace", "merge"]
 SOURCE = "import"
+
+
 CHUNK = 1000
 SAMPLES = 20  # rejected lines reported in full; the rest are counted
 
@@ -156,12 +160,17 @@ def apply(
     mode: Mode = "replace",
     valid_for: str | None = None,
     actor: audit.Actor | None = None,
+    flows: FlowStarter | None = None,
+    chain: Sequence[str] = (),
 ) -> None:
     """Write ``values`` as the tag's assignments, in short transactions of `CHUNK`
     entities, and re-evaluate the computed tags that read the tag.
 
     Each transaction that changes assignments appends a ``tag.import`` audit record by
-    ``actor`` (default `Actor.system`) with the values before and after."""
+    ``actor`` (default `Actor.system`) with the values before and after. With ``flows``,
+    the changes (the tag's and those it propagates to) start the flows they trigger, in
+    the same transaction; ``chain``: the flows that led to the import (a flow's
+    ``add_tag``), which stops loops."""
     actor = actor or audit.Actor.system()
     entity_type = tag.definition.entity
     period = valid_for or tag.definition.spec.valid_for
@@ -172,6 +181,7 @@ def apply(
     report.expires = time_text(expires) if expires is not None else None
     values = _resolve(db, entity_type, values, report, where)
     ids = list(values)
+    queued = False
     for chunk in _chunks(ids):
         with engine.lock, db.write() as conn:  # lock first: the order commits take
             rows = entity_store.load(db, conn, [(entity_type, i) for i in chunk])
@@ -188,10 +198,14 @@ def apply(
                 if change is not None:
                     changes.append(change)
             tag_store.apply(db, conn, changes)
-            _propagate(db, conn, engine, tag, rows, now, report)
+            followed = _propagate(db, conn, engine, tag, rows, now, report)
             _audit(db, conn, actor, tag, changes, where, mode)
+            if flows is not None:
+                queued = flows.start_flows(conn, [*changes, *followed], now, chain) or queued
+    if queued and flows is not None:
+        flows.flows_queued()
     if mode == "replace":
-        _remove_missing(db, engine, tag, set(ids), now, report, actor, where)
+        _remove_missing(db, engine, tag, set(ids), now, report, actor, where, flows)
 
 
 def _resolve(
@@ -232,6 +246,9 @@ def _change(
     report: ImportReport,
 ) -> TagChange | None:
     held = current.get((entity_type, entity_id, tag.name))
+    if held is not None and held.source.startswith("pin:"):
+        report.unchanged += 1  # a reviewer's pin outlasts uploads until it is lifted
+        return None
     if held is None:
         kind = "assigned"
         report.assigned += 1
@@ -243,6 +260,14 @@ def _change(
         if held.expires == expires and held.version == tag.version:
             return None
         kind = "confirmed"  # same value, validity renewed: no history entry
+    spec = tag.definition.spec.review
+    # uploaded values are facts (confidence 1.0) but may still wait for a reviewer
+    if kind == "confirmed":
+        status = held.status if held is not None else "active"
+    else:
+        status = gate(spec, tag.name, entity_type, entity_id, None)
+    if status == DROPPED:  # only under thresholds a certain value never meets
+        return None
     return TagChange(
         entity_type=entity_type,
         entity_id=entity_id,
@@ -255,6 +280,8 @@ def _change(
         evidence={"imported": where, "line": given.line, "at": time_text(now)},
         at=now,
         expires=expires,
+        status=status,
+        review=spec.mode if spec is not None else None,
     )
 
 
@@ -297,6 +324,7 @@ def _remove_missing(
     report: ImportReport,
     actor: audit.Actor,
     where: str,
+    flows: FlowStarter | None,
 ) -> None:
     entity_type = tag.definition.entity
     with db.read() as conn:
@@ -305,7 +333,18 @@ def _remove_missing(
             for t, i in tag_store.assigned_ids(conn, tag.name)
             if t == entity_type and i not in kept
         ]
-    remove(db, engine, tag, gone, report, where=where, now=now, actor=actor, mode="replace")
+    remove(
+        db,
+        engine,
+        tag,
+        gone,
+        report,
+        where=where,
+        now=now,
+        actor=actor,
+        mode="replace",
+        flows=flows,
+    )
 
 
 def remove(
@@ -319,11 +358,15 @@ def remove(
     now: int,
     actor: audit.Actor | None = None,
     mode: Mode = "merge",
+    flows: FlowStarter | None = None,
+    chain: Sequence[str] = (),
 ) -> None:
     """Take the imported ``tag`` away from the entities ``ids`` (those that hold it), and
-    re-evaluate the computed tags that read it; audited like an upload."""
+    re-evaluate the computed tags that read it; audited, and starting flows, like an
+    upload (`apply`)."""
     actor = actor or audit.Actor.system()
     entity_type = tag.definition.entity
+    queued = False
     for chunk in _chunks(ids):
         with engine.lock, db.write() as conn:  # lock first: the order commits take
             rows = entity_store.load(db, conn, [(entity_type, i) for i in chunk])
@@ -340,13 +383,20 @@ def remove(
                     source=SOURCE,
                     evidence={"replaced": True} if mode == "replace" else {"removed": where},
                     at=now,
+                    status=held.status,
+                    review=tag.definition.spec.review.mode if tag.definition.spec.review else None,
                 )
                 for (_, entity_id, _), held in current.items()
+                if not held.source.startswith("pin:")  # a pin outlasts uploads
             ]
             report.removed += len(changes)
             tag_store.apply(db, conn, changes)
-            _propagate(db, conn, engine, tag, rows, now, report)
+            followed = _propagate(db, conn, engine, tag, rows, now, report)
             _audit(db, conn, actor, tag, changes, where, mode)
+            if flows is not None:
+                queued = flows.start_flows(conn, [*changes, *followed], now, chain) or queued
+    if queued and flows is not None:
+        flows.flows_queued()
 
 
 def _propagate(
@@ -357,13 +407,14 @@ def _propagate(
     rows: dict[tuple[str, str], entity_store.EntityRow],
     now: int,
     report: ImportReport,
-) -> None:
-    """Re-evaluate the tags reading ``tag`` and set the entities' timers (expiry)."""
+) -> list[TagChange]:
+    """Re-evaluate the tags reading ``tag`` and set the entities' timers (expiry); returns
+    the changes."""
     from tagloop.engine.batch import dependents
 
     plan = engine.plans.get(tag.definition.entity)
     if plan is None or not rows:
-        return
+        return []
     names = frozenset(dependents(plan.tags, [tag.name]) - {tag.name})
     engine.prepare(db, conn, rows)
     touched = {key: Touched(row, names=names) for key, row in rows.items()}
@@ -371,6 +422,7 @@ def _propagate(
     tag_store.apply(db, conn, changes)
     timer_store.set_due(db, conn, timers)
     report.propagated += len(changes)
+    return changes
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:

@@ -87,6 +87,8 @@ class StoreEffects:
                 now=now,
                 mode="merge",
                 actor=self.actor,
+                flows=self.rt.ingestor,
+                chain=self.chain,
             )
         else:
             imports.remove(
@@ -98,6 +100,8 @@ class StoreEffects:
                 where=where,
                 now=now,
                 actor=self.actor,
+                flows=self.rt.ingestor,
+                chain=self.chain,
             )
         if report.rejected:
             raise ActionFailed("; ".join(report.samples) or f"{tag}: rejected")

@@ -90,8 +90,11 @@ class Triggers:
         events: Sequence[Event],
         changes: Iterable[TagChange],
         now: int,
+        *,
+        chain: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """The runs ``events`` and tag ``changes`` start (rows for `flow_store.create_runs`)."""
+        """The runs ``events`` and tag ``changes`` start (rows for `flow_store.create_runs`);
+        ``chain``: the flows that led to the changes (an event carries its own)."""
         rows: list[dict[str, Any]] = []
         if self.by_event:
             for event in events:
@@ -124,6 +127,8 @@ class Triggers:
                             f"tag:{change.entity_type}:{change.entity_id}:{change.tag}:"
                             f"{change.version}:{change.change}:{change.at}"
                         )
+                        if chain:  # the same change again, made by a flow further on
+                            key += ":" + ">".join(chain)
                         scope = {
                             "change": {
                                 "tag": change.tag,
@@ -141,7 +146,7 @@ class Triggers:
                                 change.entity_type,
                                 change.entity_id,
                                 scope,
-                                [],
+                                list(chain),
                                 now,
                             )
                         )
@@ -154,21 +159,24 @@ class Triggers:
         runs: list[dict[str, Any]],
         now: int,
         profiles: Mapping[tuple[str, str], EntityRow] | None = None,
-    ) -> list[dict[str, Any]]:
+        *,
+        every: bool = False,
+    ) -> tuple[list[dict[str, Any]], subjects.Subjects]:
         """Evaluate the conditions of new ``runs`` (rows from `runs`) on ``conn``: a run
         whose conditions do not hold becomes ``skipped`` in place. Returns their trace rows
-        (for the runs `flow_store.create_runs` inserts). ``profiles``: the commit's own
-        entity rows, as it left them (the others are read)."""
-        deciding = [
-            (row, self.flows[row["flow"]])
-            for row in runs
-            if row["status"] == "pending" and self.flows[row["flow"]].conditions
-        ]
-        if not deciding:
-            return []
+        (for the runs `flow_store.create_runs` inserts) and the entities the conditions
+        read (with ``every``, those of every due run: a worker taking them from the commit
+        needs them). ``profiles``: the commit's own entity rows, as it left them (the
+        others are read)."""
+        due = [row for row in runs if row["status"] == "pending"]
+        deciding = [(row, self.flows[row["flow"]]) for row in due]
+        deciding = [(row, flow) for row, flow in deciding if flow.conditions]
+        reading = due if every else [row for row, _ in deciding]
+        if not reading:
+            return [], {}
         keys = {
             key
-            for row, _ in deciding
+            for row in reading
             for key in subjects.run_keys(row["entity_type"], row["entity_id"], row["scope"])
         }
         found = subjects.read(db, conn, keys, self.tag_names, now, profiles)
@@ -197,7 +205,7 @@ class Triggers:
                 row.update(status="pending", next_at=now, finished_at=None, error=None)
                 continue
             steps.extend(decided)
-        return steps
+        return steps, found
 
     def _row(
         self,

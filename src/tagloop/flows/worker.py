@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from tagloop import logs
-from tagloop.errors import NotFound, ValidationFailed
+from tagloop.errors import Conflict, NotFound, StorageError, ValidationFailed
 from tagloop.flows import runner
 from tagloop.flows import subjects as run_subjects
 from tagloop.flows.actions.webhook import close_sessions
@@ -41,13 +43,16 @@ log = logs.get("tagloop.flows")
 BATCH = 200  # runs taken at once
 IN_FLIGHT = 1000  # runs in progress at once, at most (each waits on the network or the store)
 IDLE_WAIT = 1.0  # seconds between looks at the store when nothing woke the worker
+PRUNE_EVERY = 600.0  # seconds between deletions of runs older than engine.flow_runs_kept
+PRUNE_ROUNDS = 20  # batches of `flow_store.prune` at most each time (the rest: next time)
 
 
 class FlowWorker:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.flows = rt.workspace.flows
-        self.lease = parse_duration(rt.workspace.project.engine.flow_lease)
+        self.lease_us = parse_duration(rt.workspace.project.engine.flow_lease)
+        self.kept = parse_duration(rt.workspace.project.engine.flow_runs_kept)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limits = {
@@ -58,9 +63,12 @@ class FlowWorker:
         self._started: dict[str, list[float]] = {}  # flow -> monotonic start times (rate)
         self._tasks: set[asyncio.Task[None]] = set()
         self._versions: dict[tuple[str, int], Flow] = {}
+        self._handed: deque[tuple[Any, list[Any], Subjects]] = deque()  # handed, not started
+        self._adopter: asyncio.Task[None] | None = None
         self.journal = Journal(rt.db, rt.clock)
         self.tag_names = [t.name for t in rt.workspace.tags.values()]
         self.finished = 0
+        self.adopted = 0  # runs handed over by commits (not claimed from the store)
 
     # -- waking -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -72,13 +80,18 @@ class FlowWorker:
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.rt.ingestor.on_flow_runs = self.wake
+        self.rt.ingestor.flow_handoff = self
         from tagloop.flows.schedule import Scheduler
 
         scheduler = Scheduler(self)
+        pruned = 0.0
         try:
             while True:
                 if scheduler.flows:
                     await asyncio.to_thread(scheduler.tick)
+                if time.monotonic() - pruned >= PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    await asyncio.to_thread(self.prune)
                 taken = await self.run_due()
                 if taken:
                     continue
@@ -87,11 +100,28 @@ class FlowWorker:
                     await asyncio.wait_for(self._wake.wait(), self._idle())
         finally:
             self.rt.ingestor.on_flow_runs = None
+            self.rt.ingestor.flow_handoff = None
+            if self._adopter is not None:
+                self._adopter.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.journal.close()
             await close_sessions()
+
+    def prune(self) -> int:
+        """Delete finished runs older than ``engine.flow_runs_kept`` (a few batches at a
+        time); returns how many."""
+        before = self.rt.clock() - self.kept
+        deleted = 0
+        for _ in range(PRUNE_ROUNDS):
+            count = flow_store.prune(self.rt.db, before)
+            deleted += count
+            if count < flow_store.PRUNE_BATCH:
+                break
+        if deleted:
+            log.info("flow runs pruned", runs=deleted)
+        return deleted
 
     def _idle(self) -> float:
         due = flow_store.next_due(self.rt.db)
@@ -108,21 +138,60 @@ class FlowWorker:
             return 1
         taken = await asyncio.to_thread(self._take, room)
         for row, trace, subjects in taken:
-            task = asyncio.create_task(self._process(row, trace, subjects))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(row, trace, subjects)
         return len(taken)
+
+    def _spawn(self, row: Any, trace: list[Any], subjects: Subjects) -> None:
+        task = asyncio.create_task(self._process(row, trace, subjects))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take(self, limit: int) -> list[tuple[Any, list[Any], Subjects]]:
         """Claim due runs, with their traces and the profiles and tags they read: one
         transaction and one read for the whole batch, not a few per run."""
-        rows = flow_store.claim(self.rt.db, self.rt.clock(), self.lease, limit)
+        rows = flow_store.claim(self.rt.db, self.rt.clock(), self.lease_us, limit)
         if not rows:
             return []
         with self.rt.db.read() as conn:
             traces = flow_store.traces(conn, [row.id for row in rows])
             subjects = self.subjects([key for row in rows for key in _keys(row)], conn)
         return [(row, traces.get(row.id, []), subjects) for row in rows]
+
+    # -- runs handed over by the commit that started them (`Ingestor.flow_handoff`) ------
+    def lease(self, runs: list[dict[str, Any]], now: int) -> None:
+        """Lease the due ``runs`` a commit is about to insert to this worker."""
+        for row in runs:
+            if row["status"] == "pending":
+                row.update(status="running", lease_until=now + self.lease_us)
+
+    def take(
+        self, runs: list[dict[str, Any]], steps: list[dict[str, Any]], found: Subjects
+    ) -> None:
+        """Run ``runs`` on the entities ``found`` (thread-safe: called by the commit that
+        inserted them, with their trace ``steps``). A worker that stopped meanwhile leaves
+        them leased: taken back when the lease runs out."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        traces: dict[str, list[Any]] = {}
+        for step in steps:
+            traces.setdefault(step["run_id"], []).append(_Noted(**step))
+        handed = [(_Noted(**row), traces.get(row["id"], []), found) for row in runs]
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: as above
+            loop.call_soon_threadsafe(self._adopt, handed)
+
+    def _adopt(self, handed: list[tuple[Any, list[Any], Subjects]]) -> None:
+        self._handed.extend(handed)
+        self.adopted += len(handed)
+        if self._adopter is None or self._adopter.done():
+            self._adopter = asyncio.create_task(self._start_handed())
+
+    async def _start_handed(self) -> None:
+        while self._handed:
+            if len(self._tasks) >= IN_FLIGHT:
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._spawn(*self._handed.popleft())
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run until no run is due now and none is in progress (tests, ``--once``)."""
@@ -156,8 +225,12 @@ class FlowWorker:
                 await self._run(flow, row, trace, subjects)
         except asyncio.CancelledError:
             raise  # stopping: the lease runs out and another worker resumes the run
+        except StorageError as exc:
+            # The store is away: the run is not at fault. Its lease runs out and it resumes
+            # where its trace ends once the store is back.
+            log.warning("flow run interrupted", flow=row.flow, run=row.id, error=str(exc))
         except Exception as exc:
-            # The store failed under the run: leave it to its lease if this fails too.
+            # A bug under the run: fail it (leaving it to its lease if even that fails).
             log.exception("flow run crashed", flow=row.flow, run=row.id)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(
@@ -305,6 +378,8 @@ class FlowWorker:
             raise NotFound(f"unknown flow {name!r}" + suggest(name, self.flows))
         if entity_type != flow.entity_type:
             raise ValidationFailed(f"flow {name!r} runs on {flow.entity_type}, not {entity_type}")
+        if not flow.spec.enabled:
+            raise Conflict(f"flow {name!r} is disabled (enabled: false in {flow.file})")
         now = self.rt.clock()
         with self.rt.db.write() as conn:
             version = flow_store.version(
@@ -323,6 +398,13 @@ class FlowWorker:
             flow_store.create_runs(self.rt.db, conn, [row])
         self.wake()
         return str(row["id"])
+
+
+class _Noted(SimpleNamespace):
+    """A run or trace row as the commit that inserted it wrote it (not read back)."""
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(vars(self))
 
 
 def _keys(row: Any) -> list[tuple[str, str]]:

@@ -8,17 +8,19 @@ are durably committed together; either all of a batch is stored or none of it.
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tagloop.engine import identities, profiles
 from tagloop.engine.evaluator import Engine, Touched
 from tagloop.engine.profiles import SYSTEM_FIELDS
 from tagloop.errors import ValidationFailed
+from tagloop.flows.subjects import Subjects
 from tagloop.flows.triggers import Triggers
 from tagloop.ingest.event import Batch, Event, Rejection
 from tagloop.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED, TAG_CHANGES
+from tagloop.models.onchange import Watch
 from tagloop.store import deadletters as deadletter_store
 from tagloop.store import entities as entity_store
 from tagloop.store import events as event_store
@@ -30,6 +32,9 @@ from tagloop.store.db import Database
 from tagloop.store.tags import TagChange
 from tagloop.timeutil import iso
 from tagloop.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 class RejectedBatch(ValidationFailed):
@@ -92,6 +97,21 @@ class CommitResult:
     seconds: float = 0.0
 
 
+class Handoff(Protocol):
+    """A flow worker in the committing process (`tagloop.flows.worker.FlowWorker`): the
+    runs a commit starts are leased to it in that commit and handed to it after, so the
+    first action does not wait for the worker to find and claim them in the store."""
+
+    def lease(self, runs: list[dict[str, Any]], now: int) -> None:
+        """Mark the due ``runs`` (rows about to be inserted) as leased to the worker."""
+        ...
+
+    def take(self, runs: list[dict[str, Any]], steps: list[dict[str, Any]], found: Any) -> None:
+        """After the commit (from its thread): run ``runs``, whose trace is ``steps``, on
+        the entities ``found`` as the commit left them."""
+        ...
+
+
 class Ingestor:
     def __init__(self, workspace: Workspace, db: Database, engine: Engine) -> None:
         self.workspace = workspace
@@ -105,6 +125,29 @@ class Ingestor:
         self.triggers = Triggers(workspace) if workspace.flows else None
         # Called after a commit that started flow runs (a worker in this process waits).
         self.on_flow_runs: Callable[[], None] | None = None
+        # A worker in this process takes the runs a commit starts straight from it.
+        self.flow_handoff: Handoff | None = None
+        # Models whose features this commit's changes reach: scored again, debounced.
+        self.models = Watch(workspace) if workspace.models else None
+
+    def start_flows(
+        self, conn: Connection, changes: list[TagChange], now: int, chain: Sequence[str] = ()
+    ) -> bool:
+        """Start the flows tag ``changes`` made outside an ingest commit trigger (an
+        import, a flow's ``add_tag``), in the transaction of ``conn``; True if a run waits
+        for a worker (then call `flows_queued` after the commit). ``chain``: the flows
+        that led to the changes."""
+        changes = [c for c in changes if c.status == "active"]  # not proposals under review
+        if not self.triggers or not changes:
+            return False
+        runs = self.triggers.runs(self.db, conn, [], changes, now, chain=chain)
+        steps, _ = self.triggers.decide(self.db, conn, runs, now)
+        made = flow_store.create_runs(self.db, conn, runs, steps)
+        return any(r["id"] in made and r["status"] == "pending" for r in runs)
+
+    def flows_queued(self) -> None:
+        if self.on_flow_runs is not None:
+            self.on_flow_runs()
 
     def check(self, batch: Batch) -> None:
         """Move every event that does not fit the dictionary into ``batch.rejections``;
@@ -271,22 +314,34 @@ class Ingestor:
                     touched[key].names = frozenset(engine.tag_names.get(key[0], ()))
                 tag_changes, timers = engine.evaluate(self.db, conn, touched, entered, now)
                 tag_store.apply(self.db, conn, tag_changes)
+                if self.models:  # scoring on change: what the commit touched, debounced
+                    self.models.mark(self.db, conn, new, changes, now)
                 stale = [(k[0], k[1], None, True) for k in rechecks if k not in rows]
                 timer_store.set_due(self.db, conn, [*timers, *stale])
-                queued = False
+                queued, handed = False, []
+                found: Subjects = {}
                 if self.triggers:
                     # what entities hold: not proposals waiting for review
                     held = [c for c in tag_changes if c.status == "active"]
                     runs = self.triggers.runs(self.db, conn, new, held, now)
                     at_hand = {**rows, **{(w.type, w.id): w for w in written}}
-                    steps = self.triggers.decide(self.db, conn, runs, now, at_hand)
+                    handoff = self.flow_handoff
+                    steps, found = self.triggers.decide(
+                        self.db, conn, runs, now, at_hand, every=handoff is not None
+                    )
+                    if handoff is not None:
+                        handoff.lease(runs, now)
                     made = flow_store.create_runs(self.db, conn, runs, steps)
                     queued = any(r["id"] in made and r["status"] == "pending" for r in runs)
+                    handed = [r for r in runs if r["id"] in made and r["status"] == "running"]
         except BaseException:
             engine.forget(keys)
             raise
-        if queued and self.on_flow_runs is not None:
-            self.on_flow_runs()
+        if handed:
+            assert self.flow_handoff is not None
+            self.flow_handoff.take(handed, [s for s in steps if s["run_id"] in made], found)
+        if queued:
+            self.flows_queued()
         accepted = [0] * len(parts)
         for event in new:
             accepted[owner[event.id]] += 1

@@ -115,6 +115,7 @@ def run_writer(workspace: str, address: WriterAddress, ready: Any) -> None:
     rt.db.start_checkpointer()
     rt.start_timers(lambda part: rt.ingestor.commit_many([part])[0])
     rt.start_flows()
+    rt.start_scoring()  # the entities this process's commits marked for scoring
     # Long-lived state out of the collector's way (see `from_environment` in api/app.py).
     gc.collect()
     gc.freeze()

@@ -186,6 +186,28 @@ def settle_many(
         )
 
 
+PRUNE_BATCH = 5_000
+
+
+def prune(db: Database, finished_before: int, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` runs that finished before ``finished_before``, with their
+    trace; returns how many (a worker calls it until it returns less than ``limit``)."""
+    with db.write(durable=False) as conn:
+        ids = [
+            row.id
+            for row in conn.execute(
+                select(flow_runs.c.id)
+                .where(flow_runs.c.status.in_(FINISHED), flow_runs.c.finished_at < finished_before)
+                .limit(limit)
+            )
+        ]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            conn.execute(flow_steps.delete().where(flow_steps.c.run_id.in_(chunk)))
+            conn.execute(flow_runs.delete().where(flow_runs.c.id.in_(chunk)))
+    return len(ids)
+
+
 def get(conn: Connection, run_id: str) -> Row[Any] | None:
     return conn.execute(select(flow_runs).where(flow_runs.c.id == run_id)).first()
 
@@ -311,17 +333,23 @@ def retry(db: Database, run_id: str, now: int, *, actor: Actor | None = None) ->
 
 def hold_dedupe(db: Database, flow: str, key: str, run_id: str, until: int, now: int) -> str | None:
     """Take the dedupe ``key`` of ``flow`` for ``run_id`` until ``until``; returns the run
-    that holds it already (then this one is a duplicate), else None."""
+    that holds it already (then this one is a duplicate), else None.
+
+    One statement takes it (insert, or take over a window that ended): two runs taking
+    the same key at once cannot both get it, on either backend.
+    """
     with db.write() as conn:
-        row = conn.execute(
-            select(flow_dedupe).where(flow_dedupe.c.flow == flow, flow_dedupe.c.key == key)
-        ).first()
-        if row is not None and row.until > now and row.run_id != run_id:
-            return str(row.run_id)
         statement = db.insert(flow_dedupe).values(flow=flow, key=key, run_id=run_id, until=until)
-        conn.execute(
+        taken = conn.execute(
             statement.on_conflict_do_update(
-                index_elements=["flow", "key"], set_={"run_id": run_id, "until": until}
-            )
-        )
-    return None
+                index_elements=["flow", "key"],
+                set_={"run_id": run_id, "until": until},
+                where=or_(flow_dedupe.c.until <= now, flow_dedupe.c.run_id == run_id),
+            ).returning(flow_dedupe.c.run_id)
+        ).first()
+        if taken is not None:
+            return None
+        holder = conn.execute(
+            select(flow_dedupe.c.run_id).where(flow_dedupe.c.flow == flow, flow_dedupe.c.key == key)
+        ).scalar_one()
+    return str(holder)

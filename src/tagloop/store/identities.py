@@ -37,6 +37,8 @@ _SELF_LINKS = (
     "(SELECT seq FROM events WHERE entity_type = ? AND entity_id = ?)"
 )
 _MOVE_ALIASES = "UPDATE entity_aliases SET entity_id = ? WHERE entity_type = ? AND entity_id = ?"
+_MOVE_REVIEWS = "UPDATE review_items SET entity_id = ? WHERE entity_type = ? AND entity_id = ?"
+_MOVE_PINS = "UPDATE review_pins SET entity_id = ? WHERE entity_type = ? AND entity_id = ?"
 _ASSIGNMENTS = (
     "SELECT tag, value, version, evidence FROM tag_assignments "
     "WHERE entity_type = ? AND entity_id = ?"
@@ -99,6 +101,9 @@ def merge(
     if shared:
         db.executemany(conn, f"DELETE {_SELF_LINKS}", [both])
     db.executemany(conn, _MOVE_ALIASES, [(into, entity_type, old)])
+    # decisions and pins about the merged entity now concern the one it became
+    for moved in (_MOVE_REVIEWS, _MOVE_PINS):
+        db.executemany(conn, moved, [(into, entity_type, old)])
     add(db, conn, [(entity_type, old, into, "merge", str(cause.get("event", "")), at)])
     _move_tags(db, conn, entity_type, old, into, at)
     db.executemany(conn, _DROP_TIMER, [(entity_type, old)])

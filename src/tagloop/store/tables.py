@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -369,6 +370,7 @@ flow_runs = Table(
     Index(None, "status", "next_at"),
     Index(None, "flow", "status", "created_at"),
     Index(None, "entity_type", "entity_id"),
+    Index(None, "finished_at"),  # pruning (engine.flow_runs_kept)
 )
 
 # The trace: every condition, decision, wait and action attempt of a run, in order.
@@ -421,4 +423,110 @@ work_orders = Table(
     UniqueConstraint("key"),
     Index(None, "status", "due_at"),
     Index(None, "entity_type", "entity_id"),
+)
+
+# -- models (tagloop.models) -------------------------------------------------------------
+
+# Every trained version of a model: the artifact scoring loads, what it was measured at,
+# and what its features meant (the definition, its digest, the workspace revision).
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model", String(KEY), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("status", String(20), nullable=False),  # active, candidate, retired
+    Column("kind", String(20), nullable=False),  # full, incremental
+    Column("base_version", Integer),  # an incremental version continues this one
+    Column("artifact", LargeBinary, nullable=False),
+    Column("metrics", Json, nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("features_digest", String(64), nullable=False),
+    Column("workspace_revision", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("data_from", BigInteger, nullable=False),
+    Column("data_until", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),  # why it was promoted or kept as a candidate
+    Column("trained_at", BigInteger, nullable=False),
+    Column("promoted_at", BigInteger),
+    Index(None, "model", "status"),
+)
+
+# The current score of each entity from a model's active version: what score('m') reads.
+model_scores = Table(
+    "model_scores",
+    metadata,
+    Column("model", String(KEY), primary_key=True),
+    Column("entity_type", String(TYPE), primary_key=True),
+    Column("entity_id", String(KEY), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("scored_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Entities whose feature inputs changed, to be scored again once quiet until ``due``.
+model_pending = Table(
+    "model_pending",
+    metadata,
+    Column("model", String(KEY), primary_key=True),
+    Column("entity_type", String(TYPE), primary_key=True),
+    Column("entity_id", String(KEY), primary_key=True),
+    Column("due", BigInteger, nullable=False),
+    Index(None, "due"),
+)
+
+# -- reviews (tagloop.review) ------------------------------------------------------------
+
+# One row per proposal that waited for a reviewer: the assignment as the rule or model
+# proposed it, and the decision on it (who, when, why). Decided rows are never deleted:
+# they are the labels of the next training and the basis of the error rate.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("tag", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", String(KEY), nullable=False),  # the proposing rule or model version
+    Column("value", Json),  # the proposed value
+    Column("confidence", Float),
+    Column("evidence", Json),
+    Column("policy", String(20), nullable=False),  # all, confidence, sample
+    # pending; approved, rejected, overridden (decided); superseded, withdrawn (closed)
+    Column("status", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger),
+    Column("decided_by", String(KEY)),  # key name / username / "cli:<os user>" / "system"
+    Column("decided_by_kind", String(20)),  # key, user, cli, system
+    Column("reason", String(KEY)),  # a rejection's reason (reviews.reasons in tagloop.yaml)
+    Column("note", Text),
+    Column("override", Json),  # the value a reviewer set instead
+    Index(None, "status", "tag", "id"),
+    Index(None, "entity_type", "entity_id", "tag"),
+    Index(None, "tag", "decided_at"),
+)
+
+# Manual tags and manual exclusions of one entity: the assignment they make (source
+# "pin:<actor>") survives recomputation until lifted or expired; rows stay as history.
+review_pins = Table(
+    "review_pins",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("entity_type", String(TYPE), nullable=False),
+    Column("entity_id", String(KEY), nullable=False),
+    Column("tag", String(KEY), nullable=False),
+    Column("mode", String(20), nullable=False),  # include, exclude
+    Column("value", Json),
+    Column("reason", Text),
+    Column("review_id", BigInteger),  # the review item an override made it for
+    Column("created_by", String(KEY), nullable=False),
+    Column("created_by_kind", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("lifted_at", BigInteger),
+    Column("lifted_by", String(KEY)),
+    Index(None, "entity_type", "entity_id", "tag"),
+    Index(None, "tag", "lifted_at"),
 )

@@ -30,6 +30,11 @@ class TagChange:
     evidence: Any
     at: int
     expires: int | None = None  # imported values: when they stop holding
+    # What the assignment is after the change: active, pending (waiting for a reviewer),
+    # rejected or excluded (a pin); for "removed", what the removed row was.
+    status: str = "active"
+    confidence: float | None = None
+    review: str | None = None  # the tag's review policy mode, if it has one (tagloop.review)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,12 @@ class Held(NamedTuple):
     version: int
     source: str
     expires: int | None = None
+    status: str = "active"  # active, pending, rejected, excluded (see tagloop.review)
+
+    @property
+    def active(self) -> bool:
+        """Whether the entity holds the tag (what rules, flows and counts see)."""
+        return self.status == "active"
 
 
 def current(
@@ -116,12 +127,13 @@ def current(
             in_ids, id_params = db.in_list("entity_id", chunk)
             in_tags, tag_params = db.in_list("tag", names)
             query = (
-                "SELECT entity_id, tag, value, version, source, expires_at FROM tag_assignments "
+                "SELECT entity_id, tag, value, version, source, expires_at, status "
+                "FROM tag_assignments "
                 f"WHERE entity_type = ? AND {in_ids} AND {in_tags}"
             )
             for row in db.fetch(conn, query, (entity_type, *id_params, *tag_params)):
                 value = db.json_value(row[2])
-                found[(entity_type, row[0], row[1])] = Held(value, row[3], row[4], row[5])
+                found[(entity_type, row[0], row[1])] = Held(value, row[3], row[4], row[5], row[6])
     return found
 
 
@@ -145,7 +157,8 @@ _UPSERT_ASSIGNMENT = (
     f"VALUES ({', '.join('?' * len(_ASSIGNMENT_COLUMNS))}) "
     "ON CONFLICT (entity_type, entity_id, tag) DO UPDATE SET value = excluded.value, "
     "status = excluded.status, version = excluded.version, source = excluded.source, "
-    "evidence = excluded.evidence, updated_at = excluded.updated_at, "
+    "confidence = excluded.confidence, evidence = excluded.evidence, "
+    "updated_at = excluded.updated_at, "
     "expires_at = excluded.expires_at"
 )
 _DELETE_ASSIGNMENT = (
@@ -182,23 +195,27 @@ def apply(db: Database, conn: Connection, changes: Sequence[TagChange]) -> None:
                 c.entity_id,
                 c.tag,
                 dump_json(c.value),
-                "active",
+                c.status,
                 c.version,
                 c.source,
-                None,
+                c.confidence,
                 dump_json(c.evidence),
                 c.at,
                 c.at,
                 c.expires,
             )
             for c in changes
-            if c.change != "removed"
+            if c.change != "removed" and c.status != DROPPED
         ],
     )
     db.executemany(
         conn,
         _DELETE_ASSIGNMENT,
-        [(c.entity_type, c.entity_id, c.tag) for c in changes if c.change == "removed"],
+        [
+            (c.entity_type, c.entity_id, c.tag)
+            for c in changes
+            if c.change == "removed" or c.status == DROPPED
+        ],
     )
     db.executemany(
         conn,
@@ -208,7 +225,7 @@ def apply(db: Database, conn: Connection, changes: Sequence[TagChange]) -> None:
                 c.entity_type,
                 c.entity_id,
                 c.tag,
-                c.change,
+                history_change(c),
                 dump_json(c.value),
                 dump_json(c.previous),
                 c.version,
@@ -217,9 +234,37 @@ def apply(db: Database, conn: Connection, changes: Sequence[TagChange]) -> None:
                 c.at,
             )
             for c in changes
-            if c.change != "confirmed"
+            if c.change != "confirmed" and c.status != DROPPED
         ],
     )
+    if any(c.review is not None for c in changes):
+        from tagloop.store import reviews
+
+        reviews.sync(db, conn, [c for c in changes if c.review is not None])
+
+
+DROPPED = "dropped"  # a proposal under its review policy's lower threshold: not stored
+
+
+def history_change(change: TagChange) -> str:
+    """The history entry of a change: a proposal waiting for review is ``proposed``, and
+    removing an assignment the entity did not hold (pending, rejected, an exclusion) is
+    ``withdrawn``; the rest as they are.
+
+    >>> def change(kind, status):
+    ...     return TagChange("customer", "c1", "VIP", kind, True, None, 1, "rule:VIP@v1",
+    ...                      None, 0, status=status)
+    >>> [history_change(change(k, s)) for k, s in [("assigned", "pending"),
+    ...     ("removed", "pending"), ("removed", "active")]]
+    ['proposed', 'withdrawn', 'removed']
+    """
+    if change.source.startswith("pin:"):
+        return "unpinned" if change.change == "removed" else "pinned"
+    if change.change in ("assigned", "changed") and change.status != "active":
+        return "proposed"
+    if change.change == "removed" and change.status != "active":
+        return "withdrawn"
+    return change.change
 
 
 def for_entity(conn: Connection, entity_type: str, entity_id: str) -> list[Row[Any]]:

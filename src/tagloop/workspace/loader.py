@@ -1,16 +1,18 @@
 """Loading a workspace folder: every file validated, every problem reported, nothing half-loaded.
 
 `load_workspace` reads ``tagloop.yaml``, ``entities/``, ``tags/`` (YAML, and SQL rules in
-``tags/*.sql``), ``sources/``, ``actions/`` (action aliases) and ``flows/``, validates
-each file with pydantic, cross-checks references between files, compiles every tag rule
-(and every flow) against the dictionary, and either returns a complete `Workspace` or
-raises one `WorkspaceError` listing each problem as ``file:line:col: message``.
+``tags/*.sql``), ``sources/``, ``actions/`` (action aliases), ``flows/`` and ``models/``,
+validates each file with pydantic, cross-checks references between files, compiles every
+tag rule (and every flow and model) against the dictionary, and either returns a complete
+`Workspace` or raises one `WorkspaceError` listing each problem as ``file:line:col:
+message``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, get_args
@@ -20,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from tagloop.errors import Problem, WorkspaceError
 from tagloop.names import suggest
 from tagloop.workspace.flows import ActionAliasSpec, FlowSpec
-from tagloop.workspace.models import EntityTypeSpec, ProjectFile, SourceSpec, TagSpec
+from tagloop.workspace.modelfiles import compile_models
+from tagloop.workspace.models import EntityTypeSpec, ModelSpec, ProjectFile, SourceSpec, TagSpec
 from tagloop.workspace.sources import check_source
 from tagloop.workspace.sqltags import read_sql_tags
 from tagloop.workspace.tags import TagSource, compile_tags
@@ -48,6 +51,8 @@ class _Loader:
         self.problems: list[Problem] = []
         self.digest = hashlib.sha256()
         self.dictionary_complete = True
+        # items that failed validation, by folder: their names still exist for other files
+        self.invalid_names: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     def load(self) -> Workspace:
         if not (self.root / PROJECT_FILE).is_file():
@@ -71,6 +76,7 @@ class _Loader:
         source_items = list(self._many("sources", SourceSpec))
         alias_items = list(self._many("actions", ActionAliasSpec))
         flow_items = list(self._many("flows", FlowSpec))
+        model_items = list(self._many("models", ModelSpec))
         if project is None:
             raise self._failure()
 
@@ -81,12 +87,28 @@ class _Loader:
             entity_types=[spec for spec, _, _ in entity_specs.values()],
             revision=self.digest.hexdigest()[:16],
         )
+        models = self._unique("model", model_items)
+        # Known before the tags compile: a tag rule may read score('churn'). A model file
+        # with a problem still names its model: rules reading it are not errors of their own.
+        workspace.model_entities.update(
+            {
+                str(raw["name"]): str(raw["entity"])
+                for raw in self.invalid_names["models"]
+                if isinstance(raw.get("name"), str) and isinstance(raw.get("entity"), str)
+            }
+        )
+        workspace.model_entities.update({name: m[0].entity for name, m in models.items()})
         sources = [
             TagSource(spec, pos, path, trees.get((pos.file, path)))
             for spec, pos, path in self._unique("tag", tag_items).values()
         ]
         workspace.tags.update(
             compile_tags(workspace, sources, self.problems.append, self.dictionary_complete)
+        )
+        workspace.models.update(
+            compile_models(
+                workspace, list(models.values()), self.problems.append, self.dictionary_complete
+            )
         )
         for source, pos, path in self._unique("source", source_items).values():
             self._check_source(workspace, source, pos, path)
@@ -138,6 +160,8 @@ class _Loader:
                 parsed = self._validate(model, item, positions, prefix=item_path)
                 if parsed is not None:
                     yield parsed, positions, item_path
+                elif isinstance(item, dict):
+                    self.invalid_names[folder].append(item)
 
     def _items(self, folder: str, data: Any, positions: Positions) -> list[tuple[Any, PathKey]]:
         if data is None:

@@ -89,8 +89,10 @@ class EngineSettings(Strict):
     # How long a flow worker holds a run it took: a run of a worker that died is taken
     # over after this (docs/flows.md).
     flow_lease: str = "5m"
+    # How long finished flow runs (and their traces) are kept; older ones are deleted.
+    flow_runs_kept: str = "30d"
 
-    @field_validator("now_tick", "timer_poll", "flow_lease")
+    @field_validator("now_tick", "timer_poll", "flow_lease", "flow_runs_kept")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
@@ -165,6 +167,27 @@ class LimitSettings(Strict):
         return value
 
 
+DEFAULT_REJECT_REASONS = ["wrong_entity", "outdated", "insufficient_evidence", "duplicate", "other"]
+
+
+class ReviewSettings(Strict):
+    # The reasons a reviewer may give when rejecting (docs/reviews.md): a closed list, so
+    # that error rates can be broken down by reason.
+    reasons: list[str] = DEFAULT_REJECT_REASONS
+
+    @field_validator("reasons")
+    @classmethod
+    def _reasons(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one reason")
+        for reason in value:
+            if not reason.strip() or len(reason) > 100:
+                raise ValueError(f"reason {reason!r} must be 1 to 100 characters")
+        if len(set(value)) != len(value):
+            raise ValueError("reasons must not repeat")
+        return value
+
+
 class ProjectFile(Strict):
     """``tagloop.yaml``."""
 
@@ -176,6 +199,7 @@ class ProjectFile(Strict):
     engine: EngineSettings = EngineSettings()
     limits: LimitSettings = LimitSettings()
     profile_events: int = Field(default=20, ge=0, le=1000)
+    reviews: ReviewSettings = ReviewSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -254,6 +278,42 @@ class EntityTypeSpec(Strict):
         return self
 
 
+class ReviewSpec(Strict):
+    """A tag's review policy (``review:`` on the definition; docs/reviews.md).
+
+    ``all``: every assignment waits for a reviewer; ``confidence``: those whose confidence
+    is at least ``below`` and under ``above`` wait, those at or above ``above`` apply at
+    once and those under ``below`` are dropped; ``sample``: ``percent`` % of the entities,
+    chosen by a hash of tag and entity (so recomputing never re-samples), wait.
+    """
+
+    mode: Literal["all", "confidence", "sample"]
+    above: float | None = Field(default=None, ge=0, le=1)
+    below: float | None = Field(default=None, ge=0, le=1)
+    percent: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # `review: all` is short for `review: {mode: all}`.
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> ReviewSpec:
+        if self.mode == "confidence":
+            if self.above is None or self.below is None:
+                raise ValueError("mode confidence needs 'above' and 'below' (0 to 1)")
+            if self.below > self.above:
+                raise ValueError(f"'below' ({self.below}) must not exceed 'above' ({self.above})")
+        elif self.above is not None or self.below is not None:
+            raise ValueError("'above' and 'below' are for mode confidence")
+        if self.mode == "sample" and self.percent is None:
+            raise ValueError("mode sample needs 'percent' (more than 0, at most 100)")
+        if self.mode != "sample" and self.percent is not None:
+            raise ValueError("'percent' is for mode sample")
+        return self
+
+
 class TagSpec(Strict):
     """One tag definition. The rule language itself is checked after the file loads."""
 
@@ -273,6 +333,8 @@ class TagSpec(Strict):
     description: str = ""
     # Set by the SQL rule front end: what happens when the rule holds (run by flows).
     action: dict[str, Any] | None = None
+    # Whether assignments wait for a reviewer first (tagloop.review, docs/reviews.md).
+    review: ReviewSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -484,3 +546,139 @@ class SourceSpec(BaseModel):
     def options(self) -> dict[str, Any]:
         """The kind's own keys."""
         return dict(self.model_extra or {})
+
+
+# -- models (models/*.yaml) --------------------------------------------------------------
+# Schedules name a cadence or give a cron expression (in the workspace's time zone).
+SCHEDULE_ALIASES = {
+    "daily": "0 3 * * *",
+    "weekly": "0 3 * * 1",  # Mondays 03:00
+    "monthly": "0 3 1 * *",  # the 1st, 03:00
+}
+
+
+class ModelLabel(Strict):
+    """What is predicted and when it is observed: ``rule`` (a boolean expression) is
+    evaluated ``horizon`` after each cutoff; the features are evaluated at the cutoff.
+    Or ``reviews``: the review decisions on a tag are the labels, each entity decided on
+    an example as of its decision time."""
+
+    rule: str | None = None
+    reviews: str | None = None  # a tag whose review decisions are the labels
+    horizon: str = "0s"
+    at: list[str] = []  # cutoff times (ISO dates or times, workspace time zone) ...
+    every: str | None = None  # ... or one cutoff every this long over the data
+    population: str | None = None  # who is an example at a cutoff (default: every entity)
+
+    @field_validator("horizon", "every")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _times(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2024-02-01 as a date: take it as the text it was written as.
+        if not isinstance(value, list):
+            return value
+        from tagloop.timeutil import parse_time
+
+        texts = [item.isoformat() if hasattr(item, "isoformat") else item for item in value]
+        for item in texts:
+            if isinstance(item, str):
+                parse_time(item)
+        return texts
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ModelLabel:
+        if (self.rule is None) == (self.reviews is None):
+            raise ValueError("give the label once: as a 'rule' or as the 'reviews' of a tag")
+        if self.reviews is not None and (self.at or self.every or self.population):
+            raise ValueError(
+                "labels from reviews are taken when each decision was made: "
+                "'at', 'every' and 'population' do not apply"
+            )
+        if self.at and self.every is not None:
+            raise ValueError("give the cutoffs once: 'at' (a list of times) or 'every'")
+        if self.every is not None and parse_duration(self.every) <= 0:
+            raise ValueError("every: must be a positive duration, e.g. 30d")
+        return self
+
+
+class ModelHoldout(Strict):
+    kind: Literal["stratified", "time"] = "stratified"
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 42
+
+
+class ModelPromotion(Strict):
+    metric: Literal["auc", "accuracy", "brier"] = "auc"
+    margin: float = Field(default=0.01, ge=0, le=1)
+
+
+class ModelSchedule(Strict):
+    incremental: str = "weekly"
+    full: str = "monthly"
+    debounce: str = "5m"  # scoring on change: wait this long after an entity's last change
+
+    @field_validator("incremental", "full")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        from croniter import croniter
+
+        if value == "never" or value in SCHEDULE_ALIASES or croniter.is_valid(value):
+            return value
+        raise ValueError(
+            f"{value!r} is not a schedule: daily, weekly, monthly, never or a cron expression"
+        )
+
+    @field_validator("debounce")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ModelTraining(Strict):
+    """LightGBM's main knobs; the defaults suit a few thousand to a few million rows."""
+
+    n_estimators: int = Field(default=300, ge=1, le=20_000)
+    learning_rate: float = Field(default=0.03, gt=0, le=1)
+    num_leaves: int = Field(default=15, ge=2, le=4096)
+    min_child_samples: int = Field(default=40, ge=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    reg_lambda: float = Field(default=1.0, ge=0)
+    incremental_estimators: int = Field(default=50, ge=1, le=20_000)
+
+
+class ModelSpec(Strict):
+    """One model: features and label in the rule language, how it is trained and kept."""
+
+    name: str
+    entity: str
+    description: str = ""
+    owner: str = ""
+    features: dict[str, str]
+    label: ModelLabel
+    holdout: ModelHoldout = ModelHoldout()
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    promotion: ModelPromotion = ModelPromotion()
+    schedule: ModelSchedule = ModelSchedule()
+    training: ModelTraining = ModelTraining()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _identifier(value, "model name")
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("a model needs at least one feature")
+        for name in value:
+            _identifier(name, "feature name")
+        return value

@@ -20,6 +20,7 @@ from tagloop.workspace.models import EntityTypeSpec, ProjectFile, TagSpec
 
 if TYPE_CHECKING:
     from tagloop.flows.steps import Flow
+    from tagloop.models.spec import ModelDefinition
     from tagloop.workspace.sources import SourceDefinition
 
 DATABASE_ENV = "TAGLOOP_DATABASE_URL"
@@ -105,6 +106,9 @@ class Workspace:
     tags: dict[str, TagDefinition] = field(default_factory=dict)
     sources: dict[str, SourceDefinition] = field(default_factory=dict)
     flows: dict[str, Flow] = field(default_factory=dict)
+    models: dict[str, ModelDefinition] = field(default_factory=dict)
+    # model -> entity type, known before anything compiles: rules may read score('m')
+    model_entities: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def dictionary(self) -> Dictionary:
@@ -142,7 +146,7 @@ class Workspace:
             entity.field_types if entity is not None else {},
             events=self.dictionary.event_types(),
             tags=tags,
-            models={},
+            models=dict(self.model_entities),
             timezone=self.timezone,
         )
 

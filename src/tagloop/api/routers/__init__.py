@@ -16,6 +16,8 @@ def tagloop_api_routers() -> list[APIRouter]:
         events,
         flows,
         health,
+        models,
+        reviews,
         segment,
         session,
         sources,
@@ -35,4 +37,6 @@ def tagloop_api_routers() -> list[APIRouter]:
         sources.router,
         flows.router,
         work_orders.router,
+        models.router,
+        reviews.router,
     ]

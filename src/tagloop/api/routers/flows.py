@@ -21,11 +21,13 @@ from tagloop.api.actor import request_actor
 from tagloop.api.auth import require, runtime
 from tagloop.api.body import bounds, read_limited
 from tagloop.api.permissions import Principal, restrict_batch
+from tagloop.api.pii import TraceRedactor, audit_read
 from tagloop.api.schemas import ERRORS, ErrorBody
 from tagloop.audit import Actor
 from tagloop.errors import Conflict, NotFound, Unprocessable, UnsupportedMediaType, ValidationFailed
 from tagloop.flows.dryrun import dry_run
 from tagloop.flows.steps import Flow
+from tagloop.flows.subjects import run_keys
 from tagloop.flows.worker import FlowWorker
 from tagloop.ingest import body as bodies
 from tagloop.ingest.canonical import Ident, Name
@@ -34,6 +36,7 @@ from tagloop.ingest.pipeline import nul_path
 from tagloop.ingest.single import one_event
 from tagloop.names import suggest
 from tagloop.runtime import Runtime
+from tagloop.store import entities as entity_store
 from tagloop.store import flows as flow_store
 
 router = APIRouter(tags=["flows"])
@@ -226,11 +229,21 @@ def _runs(
     }
 
 
-def _detail(rt: Runtime, principal: Principal, run_id: str) -> dict[str, Any]:
+def _detail(rt: Runtime, who: tuple[Principal, Actor], run_id: str) -> dict[str, Any]:
+    principal, actor = who
+    redact = TraceRedactor(reveal=principal.reads_pii)
     with rt.db.read() as conn:
         row = visible_run(conn, principal, run_id)
         trace = flow_store.trace(conn, row.id)
-    return {**flow_render.run(row), "trace": [flow_render.step(t) for t in trace]}
+        keys = run_keys(row.entity_type, row.entity_id, row.scope)
+        profiles = entity_store.load(rt.db, conn, set(keys))
+    redact.know_run(rt.workspace, row.entity_type, row.scope, profiles)
+    steps = [flow_render.step(t) for t in trace]
+    for step in steps:
+        for field in ("args", "result", "error"):
+            step[field] = redact.value(step[field])
+    audit_read(rt.db, actor, redact, "flow_run", row.id)
+    return {**flow_render.run(row), "trace": steps}
 
 
 def worker(rt: Runtime) -> FlowWorker:
@@ -295,7 +308,8 @@ async def get_run(
 ) -> Any:
     """One run with its trace: every condition with its value, every decision, wait and
     action attempt (arguments, result, error) in the order they happened."""
-    return await run_in_threadpool(_detail, runtime(request), principal, run_id)
+    who = (principal, request_actor(request))
+    return await run_in_threadpool(_detail, runtime(request), who, run_id)
 
 
 @router.post(

@@ -145,6 +145,7 @@ def _import(
         mode=options["mode"],
         valid_for=options["valid_for"],
         actor=actor,
+        flows=rt.ingestor,
     )
     return dataclasses.asdict(report)
 

@@ -70,6 +70,8 @@ class Resolver(Protocol):
 
     def tag(self, node: b.TagRef) -> V: ...
 
+    def score(self, node: b.ScoreRef) -> V: ...
+
     def now(self) -> exp.Expr: ...
 
 
@@ -140,7 +142,7 @@ class Compiler:
         return self.r.tag(node)
 
     def _ScoreRef(self, node: b.ScoreRef) -> V:
-        return V("number", exp.Null())  # no model scores yet, as on the streaming side
+        return self.r.score(node)
 
     def _Each(self, node: b.Each) -> V:
         raise Unsupported(f"JsonLogic's '{node.op}' (a rule run over each item of a list)")

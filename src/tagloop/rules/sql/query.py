@@ -736,6 +736,28 @@ class _Resolver:
             return V("boolean", exp.Not(this=exp.Is(this=col("eid", alias), expression=exp.Null())))
         return json_value(self.q.d, col("value", alias), (), node.type)
 
+    def score(self, node: b.ScoreRef) -> V:
+        """The entity's stored score (``model_scores``, written by scoring), as the stream
+        reads it: null while the model has not scored the entity."""
+        table = "ms"
+        body = (
+            exp.select(col("score", table))
+            .from_(
+                exp.Table(
+                    this=exp.to_identifier("model_scores"),
+                    alias=exp.TableAlias(this=exp.to_identifier(table)),
+                )
+            )
+            .where(
+                exp.and_(
+                    exp.EQ(this=col("model", table), expression=lit(node.model)),
+                    exp.EQ(this=col("entity_type", table), expression=lit(self.q.entity_type)),
+                    exp.EQ(this=col("entity_id", table), expression=col("eid", self.entity)),
+                )
+            )
+        )
+        return V("number", exp.Subquery(this=body))
+
 
 def _default(node: b.Agg, value: V) -> V:
     """count/sum/distinct over no events are 0, not null (a missing row in a LEFT JOIN)."""

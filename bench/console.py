@@ -1,0 +1,164 @@
+"""How fast each console page answers on the demo data (target, issue 8: p95 < 300 ms).
+
+Pages are requested in-process (httpx over ASGI, no sockets: the figures are the server's
+own work: authentication, the reads, rendering) with an API key of the operator role (no
+PII: a page with personal data for a ``pii:read`` user costs one audit record more, see
+the API overhead figures). Each page is requested ``--requests`` times after a warm-up,
+pages interleaved round by round so that drift on a shared machine falls on all alike.
+
+    make demo-workspace                                     # once (or `make run`)
+    .venv/bin/python -m bench.console                       # results to docs
+    .venv/bin/python -m bench.console --workspace DIR --requests 50 --no-record
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import func, select
+
+from bench.common import machine, record
+from tagloop import logs
+from tagloop.api.app import create_app
+from tagloop.runtime import Runtime
+from tagloop.store import keys as key_store
+from tagloop.store.tables import entities, flow_runs, tag_assignments
+from tagloop.timeutil import now_us
+
+TARGET_MS = 300.0
+
+
+def pages(rt: Runtime) -> dict[str, str]:
+    """The pages to time: one of each kind, on the busiest entity and the latest run."""
+    with rt.db.read() as conn:
+        busiest = conn.execute(
+            select(entities.c.id)
+            .where(entities.c.type == "customer")
+            .order_by(entities.c.event_count.desc())
+            .limit(1)
+        ).scalar()
+        tag = conn.execute(
+            select(tag_assignments.c.tag)
+            .where(
+                tag_assignments.c.entity_type == "customer", tag_assignments.c.entity_id == busiest
+            )
+            .limit(1)
+        ).scalar()
+        run = conn.execute(
+            select(flow_runs.c.id).order_by(flow_runs.c.created_at.desc()).limit(1)
+        ).scalar()
+        total = conn.execute(select(func.count()).select_from(entities)).scalar()
+    print(f"{total:,} entities; busiest customer {busiest}, its tag {tag}, latest run {run}")
+    found = {
+        "sign-in": "/login",
+        "overview": "/",
+        "overview (live fragment)": "/overview/live",
+        "tag catalogue": "/tags",
+        "tag catalogue, search 客户": "/tags?q=" + quote("客户"),
+        "tag catalogue, by coverage": "/tags?sort=coverage&order=desc",
+        "entity search": "/entities",
+        "entity profile": f"/entities/customer/{quote(str(busiest))}",
+        "why it has a tag": f"/entities/customer/{quote(str(busiest))}/why/{quote(str(tag))}",
+        "flows": "/flows",
+    }
+    first_flow = next(iter(rt.workspace.flows), None)
+    if first_flow is not None:
+        found["flow definition and runs"] = f"/flows/{quote(first_flow)}"
+    if run is not None:
+        found["flow run trace"] = f"/runs/{run}"
+    found["sources"] = "/sources"
+    return found
+
+
+async def measure(
+    rt: Runtime, targets: dict[str, str], key: str, requests: int, warmup: int
+) -> dict[str, list[float]]:
+    app = create_app(rt)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {key}", "Accept-Language": "zh-CN,zh;q=0.9"}
+    timings: dict[str, list[float]] = {name: [] for name in targets}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1", headers=headers
+    ) as client:
+        for round_number in range(warmup + requests):
+            for name, path in targets.items():
+                started = time.perf_counter()
+                response = await client.get(path)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code != 200:
+                    raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+                if round_number >= warmup:
+                    timings[name].append(elapsed)
+    return timings
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=Path("demo-workspace"))
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    logs.configure(level="WARNING")  # a log line per request would be part of what is timed
+    rt = Runtime.open(args.workspace)
+    try:
+        with rt.db.write() as conn:
+            made = key_store.create(conn, "bench-console", ["operator"], now_us())
+            # The bench asks faster than any person: lift the key's rate limit.
+            key_store.set_limits(conn, made.prefix, 1e9, 1_000_000_000)
+        targets = pages(rt)
+        try:
+            timings = asyncio.run(measure(rt, targets, made.secret, args.requests, args.warmup))
+        finally:
+            with rt.db.write() as conn:
+                key_store.revoke(conn, made.prefix, now_us())
+    finally:
+        rt.close()
+    table = [
+        "| page | p50 (ms) | p95 (ms) | p99 (ms) | target p95 | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, values in timings.items():
+        p95 = quantile(values, 0.95)
+        verdict = "met" if p95 < TARGET_MS else "**missed**"
+        table.append(
+            f"| {name} (`{targets[name]}`) | {statistics.median(values):.1f} | {p95:.1f} "
+            f"| {quantile(values, 0.99):.1f} | < {TARGET_MS:.0f} ms | {verdict} |"
+        )
+    print("\n".join(table))
+    if args.no_record:
+        return
+    record(
+        "console",
+        "\n".join(
+            [
+                "## Console: time to answer each page (issue 8)",
+                "",
+                "Each page of the web console requested in-process (httpx over ASGI) on the "
+                "demo workspace of `make run` (the full Online Retail file and the Telco "
+                "subscribers), with an operator's API key and `Accept-Language: zh-CN`; "
+                f"{args.requests} timed requests per page after {args.warmup} warm-up rounds, "
+                "pages interleaved. The profile is the customer with the most events.",
+                "",
+                f"Command: `.venv/bin/python -m bench.console --requests {args.requests}`. "
+                f"Machine: {machine()}.",
+                f"Measured {time.strftime('%Y-%m-%d')}. Target (issue 8): p95 under 300 ms.",
+                "",
+                *table,
+            ]
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The IBM Telco customer-churn sample as events: what the demo's churn model learns from.
+
+The sample is one snapshot of 7,043 subscribers (contract, services, charges) with a
+``Churn`` flag meaning "left within the last month". As events: one ``subscription``
+event per subscriber at the snapshot (`SNAPSHOT`, setting its attributes and ``status:
+active``), and for each of the 1,869 who left, one ``churned`` event during the 30 days
+after the cutoff (`CUTOFF`), on a day drawn from a hash of its id, setting ``status:
+churned``. The churn model's label reads those 30 days; its features may only see the
+snapshot. The ``status`` attribute is a trap for a leaking trainer: read now, it gives
+every label away.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tagloop.ingest.event import Event
+from tagloop.runtime import Runtime
+from tagloop.store import settings
+from tagloop.timeutil import now_us, parse_time, zone
+
+TELCO = Path("telco_churn") / "WA_Fn-UseC_-Telco-Customer-Churn.csv"
+LOADED_KEY = "demo.telco_loaded"
+SHANGHAI = zone("Asia/Shanghai")
+SNAPSHOT = parse_time("2024-01-31T12:00", SHANGHAI)
+CUTOFF = parse_time("2024-02-01", SHANGHAI)  # the churn model's label.at
+DAY = 86_400_000_000
+
+_YES_NO = ("Partner", "Dependents", "PhoneService", "PaperlessBilling")
+_TEXT = {
+    "gender": "gender",
+    "MultipleLines": "multiple_lines",
+    "InternetService": "internet_service",
+    "OnlineSecurity": "online_security",
+    "OnlineBackup": "online_backup",
+    "DeviceProtection": "device_protection",
+    "TechSupport": "tech_support",
+    "StreamingTV": "streaming_tv",
+    "StreamingMovies": "streaming_movies",
+    "Contract": "contract",
+    "PaymentMethod": "payment_method",
+}
+_SNAKE = {
+    "Partner": "partner",
+    "Dependents": "dependents",
+    "PhoneService": "phone_service",
+    "PaperlessBilling": "paperless_billing",
+}
+
+
+def find_telco() -> Path | None:
+    """The Telco CSV under ``$TAGLOOP_DATA_DIR`` or ``../shared/data``, if there."""
+    candidates = []
+    if os.environ.get("TAGLOOP_DATA_DIR"):
+        candidates.append(Path(os.environ["TAGLOOP_DATA_DIR"]) / TELCO)
+    checkout = Path(__file__).resolve().parents[3]
+    for base in (checkout, Path.cwd()):
+        candidates.append(base.parent / "shared" / "data" / TELCO)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def attributes(row: dict[str, str]) -> dict[str, Any]:
+    """One CSV row as subscriber attributes (``TotalCharges`` is blank for 11 new
+    subscribers: null, not zero).
+
+    >>> attributes({"SeniorCitizen": "1", "tenure": "2", "MonthlyCharges": "70.5",
+    ...     "TotalCharges": " ", "Partner": "Yes"})["total_charges"] is None
+    True
+    """
+    found: dict[str, Any] = {"status": "active"}
+    for column, name in _TEXT.items():
+        if column in row:
+            found[name] = row[column]
+    for column in _YES_NO:
+        if column in row:
+            found[_SNAKE[column]] = row[column] == "Yes"
+    found["senior_citizen"] = row.get("SeniorCitizen") == "1"
+    found["tenure"] = int(row["tenure"])
+    found["monthly_charges"] = float(row["MonthlyCharges"])
+    total = row.get("TotalCharges", "").strip()
+    found["total_charges"] = float(total) if total else None
+    return found
+
+
+def churn_day(customer: str) -> int:
+    """The day (1..28) after the cutoff on which a churned subscriber left: stable."""
+    return 1 + int.from_bytes(hashlib.sha256(customer.encode()).digest()[:4], "big") % 28
+
+
+def events(path: Path) -> Iterator[Event]:
+    received = now_us()
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            customer = row["customerID"]
+            yield Event(
+                id=f"telco:subscription:{customer}",
+                type="subscription",
+                entity_type="subscriber",
+                entity_id=customer,
+                time=SNAPSHOT,
+                attributes=attributes(row),
+                source="demo",
+                received_at=received,
+            )
+            if row["Churn"] == "Yes":
+                yield Event(
+                    id=f"telco:churned:{customer}",
+                    type="churned",
+                    entity_type="subscriber",
+                    entity_id=customer,
+                    time=CUTOFF + churn_day(customer) * DAY,
+                    attributes={"status": "churned"},
+                    source="demo",
+                    received_at=received,
+                )
+
+
+@dataclass
+class TelcoStats:
+    source: str
+    subscribers: int = 0
+    churned: int = 0
+    events: int = 0
+
+
+def load(
+    rt: Runtime,
+    path: Path | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 2_000,
+) -> TelcoStats | None:
+    """Load the Telco events once per database; None if loaded before or not found."""
+    with rt.db.read() as conn:
+        if settings.get(conn, LOADED_KEY):
+            return None
+    path = path or find_telco()
+    if path is None or "subscriber" not in rt.workspace.dictionary:
+        return None
+    pending = list(events(path))
+    stats = TelcoStats(str(path))
+    stats.subscribers = sum(1 for e in pending if e.type == "subscription")
+    stats.churned = len(pending) - stats.subscribers
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        stats.events += rt.ingestor.commit(chunk).accepted
+        if progress is not None:
+            progress(min(start + batch_size, len(pending)), len(pending))
+    with rt.db.write() as conn:
+        settings.put(rt.db, conn, LOADED_KEY, {"source": stats.source, "events": stats.events})
+    return stats
