@@ -13,12 +13,13 @@ every label away.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
@@ -54,14 +55,22 @@ _SNAKE = {
 }
 
 
+BUNDLED = Path(__file__).parent / "data" / "telco_churn.csv.gz"
+"""The same 7,043 rows, gzipped (byte-identical once unpacked to the file ../shared/data
+holds, sha256 16320c9c...5e91; IBM sample data, see its SOURCE.md there): a fresh machine
+without the shared folder trains the demo's model on the real data too."""
+
+
 def find_telco() -> Path | None:
-    """The Telco CSV under ``$TAGLOOP_DATA_DIR`` or ``../shared/data``, if there."""
+    """The Telco CSV under ``$TAGLOOP_DATA_DIR`` or ``../shared/data`` if there, else the
+    bundled copy (`BUNDLED`)."""
     candidates = []
     if os.environ.get("TAGLOOP_DATA_DIR"):
         candidates.append(Path(os.environ["TAGLOOP_DATA_DIR"]) / TELCO)
     checkout = Path(__file__).resolve().parents[3]
     for base in (checkout, Path.cwd()):
         candidates.append(base.parent / "shared" / "data" / TELCO)
+    candidates.append(BUNDLED)
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -93,9 +102,16 @@ def churn_day(customer: str) -> int:
     return 1 + int.from_bytes(hashlib.sha256(customer.encode()).digest()[:4], "big") % 28
 
 
+def _text(path: Path) -> IO[str]:
+    """The CSV as text, gzipped (the bundled copy) or not."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
 def events(path: Path) -> Iterator[Event]:
     received = now_us()
-    with path.open(encoding="utf-8", newline="") as handle:
+    with _text(path) as handle:
         for row in csv.DictReader(handle):
             customer = row["customerID"]
             yield Event(
