@@ -13,6 +13,7 @@ from tagloop.demo import TEMPLATE, telco
 from tagloop.runtime import Runtime
 
 DATA = telco.find_telco()
+assert DATA is not None  # bundled with tagloop when ../shared/data is not there
 
 
 def telco_workspace(root: Path, database: str) -> Path:
@@ -30,8 +31,6 @@ def telco_workspace(root: Path, database: str) -> Path:
 
 @pytest.fixture
 def telco_rt(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
-    if DATA is None:
-        pytest.skip("the Telco data set is not in ../shared/data")
     rt = Runtime.open(telco_workspace(tmp_path / "telco", database_url))
     assert telco.load(rt, DATA) is not None
     yield rt

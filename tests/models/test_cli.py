@@ -16,8 +16,6 @@ from tests.models.conftest import DATA, telco_workspace
 def test_train_list_show_promote_rollback_score(
     tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if DATA is None:
-        pytest.skip("the Telco data set is not in ../shared/data")
     root = telco_workspace(tmp_path / "ws", sqlite_url)
     rt = Runtime.open(root)
     telco.load(rt, DATA)
