@@ -17,7 +17,12 @@ from tagloop.api.auth import CSRF_COOKIE, SESSION_COOKIE, runtime
 from tagloop.api.body import read_limited
 from tagloop.api.login import sign_in
 from tagloop.api.permissions import AUTHENTICATED
-from tagloop.api.routers.session import _throttles, client_address, secure
+from tagloop.api.routers.session import (
+    _throttles,
+    client_address,
+    secure,
+    set_session_cookies,
+)
 from tagloop.console import i18n
 from tagloop.console.web import HERE, Access, error_page, form, page, render
 from tagloop.errors import TagloopError, Unauthenticated
@@ -72,20 +77,7 @@ async def signin_submit(request: Request) -> Response:
             username=username,
         )
     response = RedirectResponse(target, status_code=303)
-    max_age = max(0, (done.session.expires_at - now_us()) // 1_000_000)
-    for name, value, http_only in (
-        (SESSION_COOKIE, done.session.token, True),
-        (CSRF_COOKIE, done.session.csrf, False),
-    ):
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/",
-            secure=secure(request),
-            httponly=http_only,
-            samesite="lax",
-        )
+    set_session_cookies(response, request, done.session)
     return response
 
 

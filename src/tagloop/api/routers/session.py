@@ -135,6 +135,13 @@ async def sign_in_route(request: Request) -> JSON:
             "expires_at": render.ts(session.expires_at),
         }
     )
+    set_session_cookies(response, request, session)
+    return response
+
+
+def set_session_cookies(response: Response, request: Request, session: Any) -> None:
+    """The session cookie (HttpOnly) and its CSRF twin (readable by the page), for as long
+    as the session lasts: the API's sign-in and the console's share them."""
     max_age = max(0, (session.expires_at - now_us()) // 1_000_000)
     for name, value, http_only in (
         (SESSION_COOKIE, session.token, True),
@@ -149,7 +156,6 @@ async def sign_in_route(request: Request) -> JSON:
             httponly=http_only,
             samesite="lax",
         )
-    return response
 
 
 @router.get("/v1/session", response_model=SessionOut, responses=ERRORS, summary="Who am I")
