@@ -4,11 +4,14 @@ role, signed in through the console's own form."""
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from http.cookiejar import Cookie
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +21,8 @@ from tagloop.flows.worker import FlowWorker
 from tagloop.runtime import Runtime
 from tagloop.store import users as user_store
 from tagloop.timeutil import now_us
-from tests.conftest import make_key
+from tests import services
+from tests.conftest import LiveServer, make_key
 from tests.flows.conftest import FAILING_HOOK, flow_workspace
 
 PASSWORD = "console-pass-1234"
@@ -139,3 +143,63 @@ def as_role(anonymous: TestClient) -> Callable[[str], TestClient]:
         return anonymous
 
     return signed
+
+
+# Browser tests (tests/console/test_browser*.py): Debian's Chromium through Playwright.
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require_chromium() -> None:
+    """Skip (a laptop without Chromium or playwright) or fail (CI)."""
+    problem = None
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed (pip install -e '.[dev]')"
+    if problem is None:
+        return
+    if services.CI:
+        pytest.fail(f"{problem} (CI=true: browser tests are required)")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def server(console_rt: Runtime, failed_run: str) -> Iterator[LiveServer]:
+    with LiveServer(console_rt) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: LiveServer) -> Iterator[Any]:
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, locale="en-US", base_url=server.url
+    )
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def browser_sign_in(page: Any, role: str, target: str = "/") -> None:
+    page.goto(target)
+    assert "/login" in page.url  # every page asks for a sign-in first
+    page.get_by_label("Username").fill(role)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(re.escape(target.split("?")[0]) + r"$"))

@@ -3,85 +3,24 @@
 Playwright's own browser download does not work here, so the tests use the system's
 ``/usr/bin/chromium``. Without it they skip, naming the reason; under ``CI=true`` they
 fail instead (`.ci/run` installs chromium first), as `tests.services` does for services.
+The fixtures (`browser`, `page`, `server`) are in conftest.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tagloop.runtime import Runtime
-from tests import services
-from tests.conftest import LiveServer
-from tests.console.conftest import PASSWORD, new_failed_run
+from tests.console.conftest import browser_sign_in, new_failed_run
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
 
 
-def require_chromium() -> None:
-    """Skip (a laptop without Chromium or playwright) or fail (CI)."""
-    problem = None
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is not installed (pip install -e '.[dev]')"
-    if problem is None:
-        return
-    if services.CI:
-        pytest.fail(f"{problem} (CI=true: browser tests are required)")
-    pytest.skip(problem)
-
-
-@pytest.fixture(scope="module")
-def server(console_rt: Runtime, failed_run: str) -> Iterator[LiveServer]:
-    with LiveServer(console_rt) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any, server: LiveServer) -> Iterator[Any]:
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 900}, locale="en-US", base_url=server.url
-    )
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def sign_in(page: Any, role: str, target: str = "/") -> None:
-    page.goto(target)
-    assert "/login" in page.url  # every page asks for a sign-in first
-    page.get_by_label("Username").fill(role)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(target.split("?")[0]) + r"$"))
-
-
 def test_sign_in_find_a_customer_and_read_why_it_has_a_tag(page: Any) -> None:
-    sign_in(page, "viewer", "/entities")
+    browser_sign_in(page, "viewer", "/entities")
     page.get_by_label("Entity id").fill("C-1")
     page.keyboard.press("Enter")  # the form works from the keyboard
     page.wait_for_url(re.compile(r"/entities/customer/C-1$"))
@@ -94,14 +33,14 @@ def test_sign_in_find_a_customer_and_read_why_it_has_a_tag(page: Any) -> None:
 
 
 def test_the_overview_draws_its_charts(page: Any) -> None:
-    sign_in(page, "viewer", "/")
+    browser_sign_in(page, "viewer", "/")
     page.wait_for_function("document.querySelectorAll('.chart canvas').length >= 3")
     assert page.locator("#events-now").is_visible()
 
 
 def test_an_operator_retries_a_failed_flow_run(page: Any, console_rt: Runtime) -> None:
     run_id = new_failed_run(console_rt)
-    sign_in(page, "operator", f"/runs/{run_id}")
+    browser_sign_in(page, "operator", f"/runs/{run_id}")
     assert page.locator("#run-status").inner_text() == "failed"
     page.get_by_role("button", name="Retry").click()
     page.wait_for_url(re.compile(r"retried=1$"))
@@ -109,12 +48,12 @@ def test_an_operator_retries_a_failed_flow_run(page: Any, console_rt: Runtime) -
 
 
 def test_a_viewer_has_no_retry_button(page: Any, failed_run: str) -> None:
-    sign_in(page, "viewer", f"/runs/{failed_run}")
+    browser_sign_in(page, "viewer", f"/runs/{failed_run}")
     assert page.get_by_role("button", name="Retry").count() == 0
 
 
 def test_the_language_switch(page: Any) -> None:
-    sign_in(page, "viewer", "/tags")
+    browser_sign_in(page, "viewer", "/tags")
     page.get_by_role("link", name="中文").click()
     page.wait_for_selector("h1:has-text('标签目录')")
     page.get_by_label("搜索标签（中文或英文）").fill("上海")
