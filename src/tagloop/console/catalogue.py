@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -18,9 +19,10 @@ from sqlalchemy import func, select
 
 from tagloop.api.permissions import Principal
 from tagloop.api.routers.tags import _list as visible_tags
+from tagloop.console import coverage
 from tagloop.console.web import Access, guarded, page, render
 from tagloop.runtime import Runtime
-from tagloop.store.tables import entities, tag_history
+from tagloop.store.tables import tag_history
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
@@ -84,10 +86,11 @@ def catalogue(
 ) -> dict[str, Any]:
     """The page's data: the tree, the filtered, sorted page of tags, and the paging."""
     items = visible_tags(rt, principal)["items"]
+    now = rt.clock()
+    _, ends = coverage.day_ends(now, rt.workspace.project.timezone, coverage.DAYS)
     with rt.db.read() as conn:
-        sizes: dict[str, int] = dict(
-            conn.execute(select(entities.c.type, func.count()).group_by(entities.c.type)).all()
-        )
+        # Entities per type at each day's end, in the one scan that counts them now.
+        sizes = coverage.entity_counts(conn, {i["entity"] for i in items}, ends)
         # One max per tag, read from the (tag, at) index.
         changed: dict[str, int] = dict(
             conn.execute(
@@ -95,7 +98,7 @@ def catalogue(
             ).all()
         )
     for item in items:
-        size = int(sizes.get(item["entity"], 0))
+        size = sizes[item["entity"]][-1]
         item["entities"] = size
         item["coverage"] = item["count"] / size if size else None
         item["last_change"] = changed.get(item["name"])
@@ -124,9 +127,11 @@ def catalogue(
     shown = present + missing
     pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
     number = min(max(1, int(params.get("page") or 1)), pages)
+    listed = shown[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    _trends(rt, listed, now, sizes)
     return {
         "tree": root,
-        "items": shown[(number - 1) * PAGE_SIZE : number * PAGE_SIZE],
+        "items": listed,
         "total": len(shown),
         "page": number,
         "pages": pages,
@@ -135,6 +140,28 @@ def catalogue(
         "entity_types": sorted({i["entity"] for i in items}),
         "kinds": sorted({i["kind"] for i in items}),
     }
+
+
+def _trends(
+    rt: Runtime, items: list[dict[str, Any]], now: int, sizes: dict[str, list[int]]
+) -> None:
+    """Each shown tag's coverage trend (``trend``: the points, ``spark``: the SVG line)
+    and its detail page's address (``href``). Only the page's tags, in one grouped query;
+    the holders now and the entities per day are those of the table already."""
+    with rt.db.read() as conn:
+        trends = coverage.coverage_trend(
+            conn,
+            {i["name"]: i["entity"] for i in items},
+            now=now,
+            tz=rt.workspace.project.timezone,
+            counts={i["name"]: int(i["count"]) for i in items},
+            sizes=sizes,
+        )
+    for item in items:
+        points = trends[item["name"]]
+        item["trend"] = points
+        item["spark"] = coverage.sparkline([p.coverage for p in points])
+        item["href"] = "/tags/" + quote(item["name"], safe="")
 
 
 @router.get("/tags")

@@ -4,7 +4,9 @@ their evidence, a timeline of events and tag changes, and its open work orders.
 Everything is read through the API's own functions (`tagloop.api.routers.entities`), so
 PII is masked without ``pii:read`` and reads of it are audited exactly as for
 ``GET /v1/entities/...``; "why has it got this tag" is the explain of
-``GET /v1/entities/{type}/{id}/tags/{tag}/explain``.
+``GET /v1/entities/{type}/{id}/tags/{tag}/explain``. Its model scores are shown to
+principals holding ``models:read`` for models they may see, as the models API decides
+(`tagloop.api.routers.models`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from fastapi.responses import RedirectResponse, Response
 from tagloop.api.actor import request_actor
 from tagloop.api.permissions import Principal, check_type
 from tagloop.api.routers.entities import _explain, _profile
+from tagloop.api.routers.models import _model
 from tagloop.console.web import Access, guarded, page, render
+from tagloop.errors import NotFound
 from tagloop.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -66,6 +70,47 @@ def _orders(rt: Runtime, entity_type: str, entity_id: str) -> list[Any]:
         return list(conn.execute(query))
 
 
+def scores(rt: Runtime, principal: Principal, entity_type: str, entity_id: str) -> list[Any]:
+    """The entity's stored model scores (what ``score('m')`` reads), each with its model's
+    threshold and what it predicts; none without ``models:read``, as ``GET /v1/models``.
+    A score of a model the workspace no longer defines is left out (the API knows no such
+    model either)."""
+    if not principal.can("models:read"):
+        return []
+    from sqlalchemy import select
+
+    from tagloop.store.tables import model_scores
+
+    c = model_scores.c
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(c.model, c.score, c.version, c.scored_at)
+            .where(c.entity_type == entity_type, c.entity_id == entity_id)
+            .order_by(c.model)
+        ).all()
+    shown = []
+    for row in rows:
+        try:
+            model = _model(rt, principal, row.model)
+        except NotFound:
+            continue
+        label = model.spec.label
+        shown.append(
+            {
+                "model": row.model,
+                "description": model.spec.description,
+                "score": row.score,
+                "version": row.version,
+                "scored_at": row.scored_at,
+                "threshold": model.spec.threshold,
+                "positive": row.score >= model.spec.threshold,
+                "label": label.rule,
+                "reviews": label.reviews,
+            }
+        )
+    return shown
+
+
 @router.get("/entities")
 async def find_page(
     request: Request,
@@ -107,6 +152,7 @@ async def profile_page(
             entity=body,
             timeline=timeline(body),
             orders=orders,
+            scores=scores(rt, principal, body["type"], body["id"]),
             types=_types(rt, principal),
         )
 
