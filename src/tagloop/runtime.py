@@ -7,26 +7,38 @@ brings tag definitions in line with the workspace files.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tagloop import logs
+from tagloop.audit import Actor
 from tagloop.engine import batch
-from tagloop.engine.definitions import sync
+from tagloop.engine.definitions import SyncResult, sync
 from tagloop.engine.evaluator import Engine
 from tagloop.engine.plans import ActiveTag
 from tagloop.engine.timers import TimerLoop, fire_due
+from tagloop.errors import TagloopError
 from tagloop.flows.background import FlowThread
+from tagloop.flows.triggers import Triggers
 from tagloop.ingest.pipeline import CommitResult, Ingestor, Part
 from tagloop.ingest.remote import RemoteWriter, WriterAddress
 from tagloop.ingest.writer import GroupCommitter
-from tagloop.models.onchange import ScoreLoop, score_due
+from tagloop.models.onchange import ScoreLoop, Watch, score_due
+from tagloop.store import settings
+from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
 from tagloop.store.migrate import upgrade
 from tagloop.timeutil import now_us, parse_duration
 from tagloop.workspace import Workspace, load_workspace
 
+log = logs.get("tagloop.runtime")
 WORKSPACE_ENV = "TAGLOOP_WORKSPACE"
+# The workspace revision whose tag definitions are in force (see `Runtime.reload`).
+REVISION_KEY = "definitions.revision"
+# How often a process looks whether another one reloaded the definitions (seconds).
+REFRESH_EVERY = 2.0
 
 
 def default_workspace() -> Path:
@@ -45,6 +57,9 @@ class Runtime:
     timers: TimerLoop | None = field(init=False, default=None)
     flows: FlowThread | None = field(init=False, default=None)
     scoring: ScoreLoop | None = field(init=False, default=None)
+    # The writer process this one commits through (`start_writer`), if any.
+    remote: WriterAddress | None = field(init=False, default=None)
+    _next_refresh: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.engine = Engine(
@@ -73,21 +88,78 @@ class Runtime:
         upgrade(db)
         result = sync(db, workspace)
         runtime = cls(workspace, db, result.active, clock)
+        runtime._recompute(result, on_recompute)
+        return runtime
+
+    def _recompute(
+        self, result: SyncResult, on_recompute: Callable[[str, int], None] | None = None
+    ) -> None:
         changed = [t.name for t in result.new_versions if t.computed]
         if changed:
             # A tag that reads a changed one may change too, without a version of its own.
             names = batch.dependents(result.active, changed)
-            report = batch.recompute(db, runtime.engine, result.active, names, clock())
+            report = batch.recompute(self.db, self.engine, result.active, names, self.clock())
             if on_recompute is not None:
                 for name in sorted(names):
                     on_recompute(name, report.by_tag.get(name, 0))
-        return runtime
+        with self.db.write() as conn:
+            settings.put(self.db, conn, REVISION_KEY, self.workspace.revision)
+
+    def reload(self, actor: Actor | None = None) -> SyncResult:
+        """Read the workspace files again and put their tag definitions in force: new
+        versions are recorded (audited as ``actor``) and recomputed, and the process's
+        engine evaluates them from its next commit on. What saving a rule does, in the
+        process that commits; the others follow (`refresh`)."""
+        workspace = load_workspace(self.workspace.root)
+        result = sync(self.db, workspace, actor=actor)
+        self._swap(workspace, result.active)
+        self._recompute(result)
+        return result
+
+    def refresh(self, force: bool = False) -> bool:
+        """Take in the definitions another process put in force (`reload`), looking at
+        most every `REFRESH_EVERY` seconds (one small read); True if they changed."""
+        now = time.monotonic()
+        if not force and now < self._next_refresh:
+            return False
+        self._next_refresh = now + REFRESH_EVERY
+        with self.db.read() as conn:
+            stored = settings.get(conn, REVISION_KEY)
+        if stored is None or stored == self.workspace.revision:
+            return False
+        try:
+            workspace = load_workspace(self.workspace.root)
+        except TagloopError as exc:  # files half-edited by hand: keep what is in force
+            log.warning("definitions not refreshed", error=exc.message)
+            return False
+        with self.db.read() as conn:
+            versions = {
+                name: row.version for name, row in tag_store.active_definitions(conn).items()
+            }
+        active = [
+            ActiveTag(d, versions[d.name]) for d in workspace.tags.values() if d.name in versions
+        ]
+        self._swap(workspace, active)
+        return True
+
+    def _swap(self, workspace: Workspace, active: list[ActiveTag]) -> None:
+        """Use ``workspace`` and its ``active`` tags from now on, between two commits (the
+        new engine shares the old one's lock, which every commit holds)."""
+        engine = Engine(workspace, active, clock=self.clock, tick=workspace.project.engine.now_tick)
+        with self.engine.lock:
+            engine.lock = self.engine.lock
+            self.workspace, self.active, self.engine = workspace, active, engine
+            ingestor = self.ingestor
+            ingestor.workspace, ingestor.engine = workspace, engine
+            ingestor.triggers = Triggers(workspace) if workspace.flows else None
+            ingestor.models = Watch(workspace) if workspace.models else None
 
     def start_writer(self, remote: WriterAddress | None = None) -> None:
         """Route ingestion through group commit (what the server does): committed here, or
         by the writer process at ``remote``."""
         if self.writer is not None:
             return
+        self.remote = remote
         if remote is None:
             self.db.start_checkpointer()
             self.writer = GroupCommitter(self.ingestor.commit_many)

@@ -35,7 +35,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def runtime(request: Request) -> Runtime:
+    """The app's runtime, with the tag definitions another process may have put in force
+    since (`Runtime.refresh`: one small read every few seconds at most)."""
     rt: Runtime = request.app.state.runtime
+    rt.refresh()
     return rt
 
 

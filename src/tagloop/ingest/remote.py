@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tagloop import logs
-from tagloop.errors import StorageError
+from tagloop.errors import StorageError, TagloopError
 from tagloop.ingest.event import Event
 from tagloop.ingest.pipeline import CommitResult, Part
 
@@ -132,6 +132,9 @@ def run_writer(workspace: str, address: WriterAddress, ready: Any) -> None:
         rt.close()
 
 
+RELOAD = "reload"  # a control message: put the workspace's tag definitions in force
+
+
 def _serve(rt: Any, connection: Connection) -> None:
     """One API process: receive a group, commit it, reply; no other thread in the way."""
     with connection:
@@ -140,13 +143,29 @@ def _serve(rt: Any, connection: Connection) -> None:
                 packed = connection.recv()
             except (EOFError, OSError):
                 return
+            if isinstance(packed, tuple) and packed[:1] == (RELOAD,):
+                _reload(rt, connection, packed[1])
+                continue
             try:
+                rt.refresh()  # definitions another process (the CLI) put in force
                 results = rt.ingestor.commit_many(unpack(packed))
             except Exception as exc:  # reported to the API process, which answers 503
                 log.error("commit failed", exc_info=exc)
                 connection.send(("error", f"{type(exc).__name__}: {exc}"))
             else:
                 connection.send(("ok", results))
+
+
+def _reload(rt: Any, connection: Connection, actor: Any) -> None:
+    try:
+        result = rt.reload(actor)
+    except TagloopError as exc:  # the files do not load: the old definitions stay
+        connection.send(("failed", (type(exc), exc.message, exc.problems)))
+    except Exception as exc:
+        log.error("reload failed", exc_info=exc)
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+    else:
+        connection.send(("ok", [t.name for t in result.new_versions]))
 
 
 class RemoteWriter:
@@ -178,6 +197,23 @@ class RemoteWriter:
             raise StorageError(f"the writer could not commit: {payload}")
         results: list[CommitResult] = payload
         return results
+
+    def reload(self, actor: Any) -> list[str]:
+        """Have the writer process reload the workspace's tag definitions (`Runtime.reload`,
+        audited as ``actor``), on a connection of its own; the names of new versions."""
+        try:
+            with Client(self.address.path, family="AF_UNIX", authkey=self.address.key) as conn:
+                conn.send((RELOAD, actor))
+                status, payload = conn.recv()
+        except (EOFError, OSError) as exc:
+            raise StorageError(f"the writer process is not available: {exc}") from exc
+        if status == "failed":  # the workspace's own error, with its problems
+            kind, message, problems = payload
+            raise kind(message, problems)
+        if status != "ok":
+            raise StorageError(f"the writer could not reload the definitions: {payload}")
+        names: list[str] = payload
+        return names
 
 
 def socket_path(directory: Path) -> str:

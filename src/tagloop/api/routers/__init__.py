@@ -12,6 +12,7 @@ def tagloop_api_routers() -> list[APIRouter]:
     from tagloop.api.routers import (
         admin,
         audit,
+        drafts,
         entities,
         events,
         flows,
@@ -31,6 +32,7 @@ def tagloop_api_routers() -> list[APIRouter]:
         segment.router,
         entities.router,
         tags.router,
+        drafts.router,
         audit.router,
         session.router,
         admin.router,
