@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from tagloop.api.actor import request_actor
 from tagloop.api.permissions import Principal
 from tagloop.console.charts import HOUR, overview
+from tagloop.console.reviews import pending_count
 from tagloop.console.web import Access, error_page, form, guarded, page, render
 from tagloop.errors import TagloopError
 from tagloop.runtime import Runtime
@@ -37,6 +38,8 @@ def _figures(rt: Runtime, principal: Principal) -> dict[str, Any]:
     with rt.db.read() as conn:
         figures = overview(conn, now, principal.entity_types)
     figures["sources"] = _sources(rt) if principal.can("sources:read") else []
+    readable = principal.can("reviews:read")
+    figures["reviews_pending"] = pending_count(rt, principal) if readable else None
     tz = rt.workspace.timezone
     # Each bar is the hour that starts at its label, in the workspace time zone.
     figures["labels"] = [from_us(now - (24 - i) * HOUR, tz).strftime("%H:%M") for i in range(24)]
