@@ -73,6 +73,7 @@ def pages(rt: Runtime) -> dict[str, str]:
     if run is not None:
         found["flow run trace"] = f"/runs/{run}"
     found["sources"] = "/sources"
+    found["review queue"] = "/reviews"
     return found
 
 
