@@ -12,7 +12,15 @@ from fastapi import FastAPI
 
 def install(app: FastAPI) -> None:
     """Add the console's routes to the API app."""
-    from tagloop.console import catalogue, flows, overview, profiles, reviews, signin
+    from tagloop.console import (
+        catalogue,
+        editor,
+        flows,
+        overview,
+        profiles,
+        reviews,
+        signin,
+    )
 
-    for module in (signin, overview, catalogue, profiles, flows, reviews):
+    for module in (signin, overview, catalogue, editor, profiles, flows, reviews):
         app.include_router(module.router)
