@@ -70,7 +70,7 @@ class QueueQuery:
             params["after"] = str(after)
         if trail:
             params["trail"] = ",".join(str(t) for t in trail[-TRAIL:])
-        return "/reviews" + (f"?{urlencode(params)}" if params else "")
+        return "/reviews" + (f"?{urlencode(params, safe=',')}" if params else "")
 
     def here(self) -> str:
         """This page's URL."""
@@ -82,8 +82,13 @@ class QueueQuery:
         return self.here().partition("?")[2]
 
 
+def digits(text: str) -> bool:
+    """Only 0-9 (``str.isdigit`` takes ``²`` too, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _cursor(name: str, text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_ID:
+    if not digits(text) or int(text) > MAX_ID:
         raise ValidationFailed(f"{name}: expected a page cursor (a whole number), got {text!r}")
     return int(text)
 
@@ -95,7 +100,7 @@ def parse_query(params: Mapping[str, str]) -> QueueQuery:
     >>> (q.filters, q.after, q.trail, q.status)
     ({'tag': 'big'}, 40, [0, 20], 'pending')
     >>> q.link(60, [*q.trail, 40])
-    '/reviews?tag=big&after=60&trail=0%2C20%2C40'
+    '/reviews?tag=big&after=60&trail=0,20,40'
     """
     query = QueueQuery()
     for name, longest in FILTERS.items():
@@ -156,7 +161,11 @@ def shown(item: dict[str, Any], loc: Locale, value_type: str | None) -> dict[str
         other = text(rest)[:1000] if rest else None
     elif evidence is not None:
         other = text(evidence)[:1000]
-    contributions = item.get("contributions") or []
+    contributions = [  # a producer's own list may hold anything: numbers only
+        c
+        for c in item.get("contributions") or []
+        if isinstance(c, dict) and isinstance(c.get("contribution"), int | float)
+    ]
     largest = max((abs(float(c["contribution"])) for c in contributions), default=0.0) or 1.0
     bars = [
         {
@@ -206,7 +215,7 @@ def _message(params: Mapping[str, str], loc: Locale) -> str | None:
     if done not in ACTIONS:
         return None
     counts = {
-        k: int(v) if (v := params.get(k, "0")).isdigit() else 0 for k in ("n", "stale", "skipped")
+        k: int(v) if digits(v := params.get(k, "0")) else 0 for k in ("n", "stale", "skipped")
     }
     parts = [loc.t(f"reviews.done_{done}", n=counts["n"])]
     if counts["stale"]:
@@ -325,7 +334,7 @@ def parse_value(raw: str) -> Any:
 
 
 def _item_id(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not digits(raw) or not 1 <= int(raw) <= MAX_ID:
         raise NotFound(f"no review item {raw}")
     return int(raw)
 
