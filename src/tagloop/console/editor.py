@@ -23,6 +23,7 @@ from tagloop.api.permissions import Principal
 from tagloop.api.routers.tags import _detail
 from tagloop.console import i18n
 from tagloop.console.catalogue import split_category
+from tagloop.console.coverage import coverage_trend
 from tagloop.console.web import Access, error_page, form, guarded, locale, page, render
 from tagloop.engine import drafts
 from tagloop.errors import Forbidden, TagloopError
@@ -83,8 +84,21 @@ def _size(rt: Runtime, entity_type: str) -> int:
 def _labels(request: Request) -> dict[str, str]:
     """The builder's words in the page's language (the script draws the builder)."""
     loc = locale(request)
-    keys = [k for k in i18n.MESSAGES[loc.lang] if k.startswith(("builder.", "op."))]
+    keys = [k for k in i18n.MESSAGES[loc.lang] if k.startswith(("builder.", "op.", "editor."))]
     return {key: loc.t(key) for key in keys}
+
+
+def _trend(rt: Runtime, name: str, entity_type: str) -> dict[str, list[Any]]:
+    """The last 30 days' coverage (in %) and holders, for the chart."""
+    with rt.db.read() as conn:
+        points = coverage_trend(
+            conn, {name: entity_type}, now=rt.clock(), tz=rt.workspace.project.timezone
+        )[name]
+    return {
+        "days": [p.day.isoformat() for p in points],
+        "coverage": [None if p.coverage is None else round(p.coverage * 100, 2) for p in points],
+        "holders": [p.holders for p in points],
+    }
 
 
 def _context(rt: Runtime, principal: Principal, name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +125,7 @@ def _context(rt: Runtime, principal: Principal, name: str, state: dict[str, Any]
         "builder": builder_of(text),
         "vocabulary": vocabulary(rt.workspace, name, tag["entity"]),
         "base_version": state.get("base_version") or tag["version"],
-        "trend": None,
+        "trend": _trend(rt, name, tag["entity"]),
         **{k: state.get(k) for k in ("error", "preview", "checked", "saved", "problem")},
     }
 
