@@ -58,6 +58,7 @@ def targets(rt: Runtime) -> list[tuple[str, str]]:
     found = [
         ("overview", "/"),
         ("tags", "/tags"),
+        ("tag", f"/tags/{quote('VIP')}"),  # the tag page with its rule editor
         ("entity", f"/entities/customer/{quote(str(busiest))}"),
         ("flows", "/flows"),
     ]
