@@ -89,6 +89,31 @@ def test_a_reviewer_decides_with_buttons_and_keys(
     assert held(console_rt, "K-3")["big"] == (True, "rejected")
 
 
+def test_a_stray_key_decides_nothing_and_a_race_is_reported(
+    page: Any, queued: dict[str, int], console_rt: Runtime
+) -> None:
+    from playwright.sync_api import expect
+
+    from tagloop.audit import Actor
+    from tagloop.review import decisions, queue
+
+    customers(console_rt, ("W-1", {"spend": 1500, "name": "甲"}))
+    browser_sign_in(page, "reviewer", "/reviews")
+    page.goto("/reviews?entity_type=customer&entity_id=W-1")
+    number = item_id(console_rt, "big", "W-1")
+    row = page.locator(f"#item-{number}")
+    # With no current item, "a" only makes the first item the current one.
+    page.keyboard.press("a")
+    expect(row).to_be_focused()
+    assert held(console_rt, "W-1")["big"] == (True, "pending")
+    # Another reviewer decides it meanwhile: the page says so and keeps the row.
+    chosen = queue.filters(console_rt.workspace, now=console_rt.clock(), ids=[number])
+    decisions.decide(console_rt, chosen, "approve", Actor("ana", "user", "10.0.0.7"))
+    page.keyboard.press("a")
+    expect(page.locator("#queue-status")).to_contain_text("not pending")
+    expect(row).to_be_focused()
+
+
 def test_without_scripts_the_forms_still_decide(
     browser: Any, server: Any, console_rt: Runtime, queued: dict[str, int]
 ) -> None:
