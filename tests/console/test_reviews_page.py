@@ -401,3 +401,27 @@ def test_statuses_policies_and_reasons_read_in_both_languages() -> None:
     keys += [f"reason.{r}" for r in ReviewSettings().reasons]
     for lang in i18n.LANGUAGES:
         assert [k for k in keys if k not in i18n.MESSAGES[lang]] == [], lang
+
+
+def test_a_restricted_reviewer_sees_and_decides_only_its_types(
+    anonymous: TestClient, console_rt: Runtime
+) -> None:
+    from tests.console.conftest import sign_in
+
+    customers(console_rt, ("T-1", {"spend": 1900, "name": "孙八"}))
+    number = item_id(console_rt, "big", "T-1")
+    with console_rt.db.write() as conn:
+        if user_store.get(conn, "batches") is None:
+            user_store.create(
+                conn, "batches", PASSWORD, ["reviewer"], now_us(), entity_types=["product_batch"]
+            )
+    anonymous.cookies.clear()
+    client = sign_in(anonymous, "batches")
+    assert "No review item matches" in client.get("/reviews").text
+    assert client.get("/reviews?tag=big").status_code == 404  # as if it did not exist
+    refused = client.post(f"/reviews/{number}/approve", data={"csrf_token": csrf(client)})
+    assert refused.status_code == 404 and "no review item" in refused.text
+    live = client.get("/overview/live").text
+    assert '<a href="/reviews" id="reviews-pending" aria-describedby="h-reviews">0</a>' in live
+    assert held(console_rt, "T-1")["big"] == (True, "pending")
+    anonymous.cookies.clear()
