@@ -81,7 +81,8 @@ def main() -> None:
     logs.configure(level="WARNING")
     rt = Runtime.open(args.workspace)
     with rt.db.write() as conn:
-        made = key_store.create(conn, "screenshots", ["operator"], now_us())
+        # operator and editor: the pages show the retry and save buttons people use
+        made = key_store.create(conn, "screenshots", ["operator", "editor"], now_us())
     server = uvicorn.Server(
         uvicorn.Config(create_app(rt), host="127.0.0.1", port=0, log_level="warning")
     )
@@ -109,6 +110,8 @@ def main() -> None:
                 page.goto(url + path)
                 if name == "overview":
                     page.wait_for_function("document.querySelectorAll('.chart canvas').length >= 3")
+                if name == "tag":  # the visual builder, drawn by the page's script
+                    page.wait_for_selector("#builder fieldset")
                 if name == "entity":  # open "why" of the first tag, as a user would
                     link = page.locator("a.why").first
                     if link.count():

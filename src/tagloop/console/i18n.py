@@ -297,12 +297,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "editor.saved": "Saved: version {version} is in force and was recomputed for every entity.",
         "editor.valid": "The rule is valid.",
         "editor.error_at": "Line {line}, column {column}: {message}",
-        "editor.read_only": "You can check and preview drafts; saving needs the editor or admin role.",
+        "editor.read_only": (
+            "You can check and preview drafts; saving needs the editor or admin role."
+        ),
         "editor.not_editable": "This tag's rule is not edited here",
         "editor.save_failed": "Not saved",
         "editor.preview_title": "Preview against the version in force",
         "editor.preview_all": "Evaluated on all {n} entities.",
-        "editor.preview_sample": "Evaluated on a random sample of {n} of {total} entities; whole-type figures are estimates.",
+        "editor.preview_sample": (
+            "Evaluated on a random sample of {n} of {total} entities; "
+            "whole-type figures are estimates."
+        ),
         "editor.would_hold": "Would hold it",
         "editor.hold_now": "Hold it now",
         "editor.gain": "Would gain it",

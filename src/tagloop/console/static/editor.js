@@ -169,7 +169,8 @@
   }
 
   function renderCondition(item) {
-    var left = el("input", { type: "text", list: "terms", value: item.left, "class": "left", "aria-label": L["builder.left"] });
+    var left = el("input", { type: "text", list: "terms", value: item.left, "class": "left", "aria-label": L["builder.left"],
+      size: String(Math.max(18, Math.min(60, item.left.length + 2))) });
     var op = el("select", { "aria-label": L["builder.operator"] });
     vocab.operators.forEach(function (o) { op.appendChild(el("option", { value: o, text: L["op." + o] || o })); });
     op.value = item.op;
