@@ -68,6 +68,7 @@ def targets(rt: Runtime) -> list[tuple[str, str]]:
     if latest is not None:
         found.append(("run", f"/runs/{latest}"))
     found.append(("sources", "/sources"))
+    found.append(("reviews", "/reviews"))
     return found
 
 
