@@ -210,3 +210,16 @@ def test_drafts_of_imported_tags_are_refused(
     body: dict[str, Any] = {"rule": "true"}
     response = seeded.post("/v1/tags/nope/draft", json=body, headers=headers(rt, "viewer"))
     assert response.status_code == 404
+
+
+def test_a_large_type_is_previewed_on_a_random_sample(seeded: TestClient, rt: Runtime) -> None:
+    from tagloop.engine import drafts
+
+    draft = drafts.check(rt.workspace, "VIP", "spend >= 800")
+    found = drafts.preview(rt, draft, sample=2).as_dict()
+    assert found["entities"] == 4 and found["evaluated"] == 2 and found["sampled"] is True
+    # c1 and c4 hold VIP now; the draft adds c2 (800) only: a sample of two, scaled by 2.
+    assert set(found["examples"]["gained"]) <= {"c2"}
+    assert found["holders"] == found["holders_now"] + found["gained"] - found["lost"]
+    assert found["estimated_holders"] == 2 * found["holders"]
+    assert found["estimated_gained"] == 2 * found["gained"] and found["lost"] == 0

@@ -11,7 +11,6 @@ workspace's definitions in force: a new version, recomputed, audited as its auth
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,7 +218,7 @@ class Preview:
         }
 
 
-def preview(rt: Runtime, draft: Draft, sample: int = SAMPLE, seed: int | None = None) -> Preview:
+def preview(rt: Runtime, draft: Draft, sample: int = SAMPLE) -> Preview:
     """Evaluate the draft on the type's entities (a random ``sample`` of a larger type)
     at the engine's present, and compare with what they hold now."""
     definition = draft.definition
@@ -232,11 +231,14 @@ def preview(rt: Runtime, draft: Draft, sample: int = SAMPLE, seed: int | None = 
             or 0
         )
         ids: list[str] | None = None
-        if total > sample:
-            all_ids = conn.execute(
-                select(entities.c.id).where(entities.c.type == entity_type)
-            ).scalars()
-            ids = sorted(random.Random(seed).sample(list(all_ids), sample))
+        if total > sample:  # chosen in the database: a million ids never reach Python
+            chosen = (
+                select(entities.c.id)
+                .where(entities.c.type == entity_type)
+                .order_by(func.random())
+                .limit(sample)
+            )
+            ids = sorted(conn.execute(chosen).scalars())
     result = Preview(entity_type, total, len(ids) if ids is not None else total, ids is not None)
     current_version = next((a.version for a in rt.active if a.name == draft.name), 0)
     drafted = ActiveTag(definition, current_version + 1)
@@ -261,10 +263,8 @@ def preview(rt: Runtime, draft: Draft, sample: int = SAMPLE, seed: int | None = 
         raise Unprocessable(f"this rule cannot be previewed in the database: {exc}") from None
     evaluated = sorted(values)
     with rt.db.read() as conn:
-        held = {}
-        for start in range(0, len(evaluated), 1000):
-            chunk = [(entity_type, i) for i in evaluated[start : start + 1000]]
-            held.update(tag_store.current(rt.db, conn, chunk, [draft.name]))
+        keys = [(entity_type, i) for i in evaluated]
+        held = tag_store.current(rt.db, conn, keys, [draft.name])
     for entity_id in evaluated:
         after = values[entity_id][draft.name]
         before = held.get((entity_type, entity_id, draft.name))
