@@ -24,7 +24,7 @@ from tagloop.api.routers.tags import _detail
 from tagloop.console import i18n
 from tagloop.console.catalogue import split_category
 from tagloop.console.coverage import coverage_trend
-from tagloop.console.web import Access, error_page, form, guarded, locale, page, render
+from tagloop.console.web import Access, guarded, locale, page, render, submitted
 from tagloop.engine import drafts
 from tagloop.errors import Forbidden, TagloopError
 from tagloop.rules import RuleError, parse
@@ -150,12 +150,9 @@ async def tag_draft(
     request: Request, name: str = Path(max_length=255), access: Access = page("tags:read")
 ) -> Response:
     """The editor's form: ``action`` check, preview or save (saving needs tags:write)."""
-    if access.error is not None:
-        return error_page(request, access, access.error)
-    try:
-        fields = await form(request, access)
-    except TagloopError as exc:
-        return error_page(request, access, exc)
+    fields = await submitted(request, access)
+    if isinstance(fields, Response):
+        return fields
     rt: Runtime = request.app.state.runtime
     actor = request_actor(request)
     action = fields.get("action", "check")

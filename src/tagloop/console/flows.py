@@ -14,8 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from tagloop.api.actor import request_actor
 from tagloop.api.permissions import Principal
 from tagloop.api.routers.flows import _detail, _list, _retry, _runs, visible_flow
-from tagloop.console.web import Access, error_page, form, guarded, page, render
-from tagloop.errors import TagloopError
+from tagloop.console.web import Access, guarded, page, render, submitted
 from tagloop.flows.steps import (
     ActionStep,
     Flow,
@@ -145,12 +144,9 @@ async def retry_page(
     request: Request, run_id: str = Path(max_length=64), access: Access = page("replays:write")
 ) -> Response:
     """Retry a failed run, then show it (a 409 page if it is not failed)."""
-    if access.error is not None:
-        return error_page(request, access, access.error)
-    try:
-        await form(request, access)
-    except TagloopError as exc:
-        return error_page(request, access, exc)
+    refused = await submitted(request, access)
+    if isinstance(refused, Response):
+        return refused
     rt: Runtime = request.app.state.runtime
     actor = request_actor(request)
 

@@ -16,8 +16,7 @@ from tagloop.api.actor import request_actor
 from tagloop.api.permissions import Principal
 from tagloop.console.charts import HOUR, overview
 from tagloop.console.reviews import pending_count
-from tagloop.console.web import Access, error_page, form, guarded, page, render
-from tagloop.errors import TagloopError
+from tagloop.console.web import Access, guarded, page, render, submitted
 from tagloop.runtime import Runtime
 from tagloop.sources.replay import replay
 from tagloop.sources.status import source_view
@@ -107,12 +106,9 @@ async def sources_page(request: Request, access: Access = page("sources:read")) 
 async def replay_letters(request: Request, access: Access = page("replays:write")) -> Response:
     """Replay the pending dead letters (of one source when the form names it), through
     the same code as ``tagloop deadletters replay``, audited as the signed-in user."""
-    if access.error is not None:
-        return error_page(request, access, access.error)
-    try:
-        fields = await form(request, access)
-    except TagloopError as exc:
-        return error_page(request, access, exc)
+    fields = await submitted(request, access)
+    if isinstance(fields, Response):
+        return fields
     rt: Runtime = request.app.state.runtime
     source = fields.get("source") or None
     actor = request_actor(request)

@@ -24,7 +24,7 @@ from tagloop.api.routers.session import (
     set_session_cookies,
 )
 from tagloop.console import i18n
-from tagloop.console.web import HERE, Access, error_page, form, page, render
+from tagloop.console.web import HERE, Access, page, render, submitted
 from tagloop.errors import TagloopError, Unauthenticated
 from tagloop.store import sessions as session_store
 from tagloop.timeutil import now_us
@@ -84,12 +84,9 @@ async def signin_submit(request: Request) -> Response:
 @router.post("/logout")
 async def signout(request: Request, access: Access = page(AUTHENTICATED)) -> Response:
     """End the session (CSRF-checked: another site must not sign people out)."""
-    if access.error is not None:
-        return error_page(request, access, access.error)
-    try:
-        await form(request, access)
-    except TagloopError as exc:
-        return error_page(request, access, exc)
+    refused = await submitted(request, access)
+    if isinstance(refused, Response):
+        return refused
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         rt = runtime(request)

@@ -185,6 +185,17 @@ async def form(request: Request, access: Access) -> dict[str, str]:
     return fields
 
 
+async def submitted(request: Request, access: Access) -> dict[str, str] | Response:
+    """The fields of an authorised form post (CSRF checked), or the error page to answer
+    instead (``if isinstance(fields, Response): return fields``)."""
+    if access.error is not None:
+        return error_page(request, access, access.error)
+    try:
+        return await form(request, access)
+    except TagloopError as exc:
+        return error_page(request, access, exc)
+
+
 def wants_page(request: Request) -> bool:
     """A browser asking for a page (not the API, not a script): it gets HTML errors."""
     path = request.url.path
