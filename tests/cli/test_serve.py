@@ -208,3 +208,36 @@ def test_serve_runs_the_sources_beside_the_api(tmp_path: Path) -> None:
         assert status["state"] in ("idle", "running") and status["last_error"] is None
     finally:
         served.stop()
+
+
+def test_a_saved_rule_is_in_force_in_the_writer_process(workspace: Path) -> None:
+    """Saving a rule under `tagloop serve`: the writer process (which evaluates the live
+    stream) takes the new version, and the API process answers with it."""
+    headers = key(workspace)
+    served = Served(workspace)
+    try:
+        post = lambda events: httpx.post(f"{served.url}/v1/events", json=events, headers=headers)  # noqa: E731
+        profile = lambda i, spend: {  # noqa: E731
+            "id": f"p{i}",
+            "type": "identify",
+            "entity": {"type": "customer", "id": f"c{i}"},
+            "attributes": {"spend": spend},
+        }
+        assert post([profile(1, 500)]).status_code == 200
+        saved = httpx.put(
+            f"{served.url}/v1/tags/VIP/rule",
+            json={"rule": "spend >= 100", "base_version": 1},
+            headers=headers,
+        )
+        assert saved.status_code == 200, saved.text
+        assert saved.json() == {"tag": "VIP", "version": 2, "changed": True}
+        # Recomputed in batch before the answer: c1 (500) holds it now.
+        tags = httpx.get(f"{served.url}/v1/entities/customer/c1", headers=headers).json()["tags"]
+        assert [t["tag"] for t in tags if t["tag"] == "VIP"] == ["VIP"]
+        # And the live stream, in the writer process, evaluates version 2.
+        assert post([profile(2, 150)]).status_code == 200
+        tags = httpx.get(f"{served.url}/v1/entities/customer/c2", headers=headers).json()["tags"]
+        assert {t["tag"]: t["version"] for t in tags}.get("VIP") == 2
+    finally:
+        served.stop()
+    assert "spend >= 100" in (workspace / "tags" / "tags.yaml").read_text("utf-8")
