@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tagloop.api.app import create_app
-from tagloop.console.coverage import coverage_trend, day_ends, entity_counts
+from tagloop.console.coverage import TrendCache, coverage_trend, day_ends, entity_counts
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
 from tagloop.store.db import Database
@@ -202,7 +202,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps, days=st.integers(1, 10), born=st.lists(st.integers(0, 12 * DAY), min_size=4))
 def test_replaying_the_history_day_by_day_matches_a_recount(
     steps: list[Step], days: int, born: list[int]
@@ -212,42 +212,50 @@ def test_replaying_the_history_day_by_day_matches_a_recount(
 
 def replay_matches_recount(steps: list[Step], days: int, born: list[int]) -> None:
     db = memory_db()
-    state: dict[int, str | None] = {}
-    written: list[tuple[int, int, bool]] = []  # (at, entity, held after)
+    _, ends = day_ends(NOW, SHANGHAI, days)
     with db.write() as conn:
         for entity in range(4):
             add_entity(conn, f"c{entity}", NOW - born[entity])
-        for step in sorted(steps, key=lambda s: -s.offset):  # oldest first, as written
-            moves = MOVES[state.get(step.entity)]
-            kind, after = moves[step.move % len(moves)]
-            extra: dict[str, Any] = {}
-            if kind.startswith("pin"):
-                kind, extra = "pinned", ({"value": "true"} if kind == "pin+" else {})
-            if kind == "unpinned" and state.get(step.entity) == "include":
-                extra = {"previous": "true"}
-            when = NOW - step.offset
-            add_change(conn, f"c{step.entity}", kind, when, **extra)
-            state[step.entity] = after
-            written.append((when, step.entity, after in HELD))
-    current = sum(1 for s in state.values() if s in HELD)
-    with db.read() as conn:
-        trend = coverage_trend(
-            conn, {"VIP": "customer"}, now=NOW, tz=SHANGHAI, days=days, counts={"VIP": current}
-        )
-    _, ends = day_ends(NOW, SHANGHAI, days)
-    # Brute force: replay every entry from the start up to each day's end.
-    expected_holders, expected_entities = [], []
-    for end in [*ends, NOW + 1]:
-        held: dict[int, bool] = {}
-        for when, entity, is_held in written:
-            if when < end:
-                held[entity] = is_held
-        expected_holders.append(sum(held.values()))
-        expected_entities.append(sum(1 for b in born[:4] if NOW - b < end))
-    points = trend["VIP"]
-    assert points[-1].holders == current
-    assert [p.holders for p in points] == expected_holders
-    assert [p.entities for p in points] == expected_entities
+    state: dict[int, str | None] = {}
+    written: list[tuple[int, int, bool]] = []  # (at, entity, held after)
+    ordered = sorted(steps, key=lambda s: -s.offset)  # oldest first, as written
+    # Written in two rounds as time passes (the days before today, then today's entries):
+    # a cache kept from the first round must give what a fresh reading gives.
+    today = ends[-1] if ends else 0
+    earlier = [s for s in ordered if NOW - s.offset < today]
+    cache = TrendCache()
+    for part in (earlier, ordered[len(earlier) :]):
+        with db.write() as conn:
+            for step in part:
+                moves = MOVES[state.get(step.entity)]
+                kind, after = moves[step.move % len(moves)]
+                extra: dict[str, Any] = {}
+                if kind.startswith("pin"):
+                    kind, extra = "pinned", ({"value": "true"} if kind == "pin+" else {})
+                if kind == "unpinned" and state.get(step.entity) == "include":
+                    extra = {"previous": "true"}
+                when = NOW - step.offset
+                add_change(conn, f"c{step.entity}", kind, when, **extra)
+                state[step.entity] = after
+                written.append((when, step.entity, after in HELD))
+        current = sum(1 for s in state.values() if s in HELD)
+        # Brute force: replay every entry from the start up to each day's end.
+        expected = []
+        for end in [*ends, NOW + 1]:
+            held: dict[int, bool] = {}
+            for when, entity, is_held in written:
+                if when < end:
+                    held[entity] = is_held
+            expected.append((sum(held.values()), sum(1 for b in born[:4] if NOW - b < end)))
+        for kept in (None, cache):
+            with db.read() as conn:
+                trend = coverage_trend(
+                    conn, {"VIP": "customer"}, now=NOW, tz=SHANGHAI, days=days,
+                    counts={"VIP": current}, cache=kept,
+                )  # fmt: skip
+            points = trend["VIP"]
+            assert points[-1].holders == current
+            assert [(p.holders, p.entities) for p in points] == expected
 
 
 # -- the catalogue's column -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -22,10 +23,13 @@ from tagloop.api.routers.tags import _list as visible_tags
 from tagloop.console import coverage
 from tagloop.console.web import Access, guarded, page, render
 from tagloop.runtime import Runtime
+from tagloop.store.db import Database
 from tagloop.store.tables import tag_history
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
+# Per database: the coverage of the days before today, read once a day.
+_caches: WeakKeyDictionary[Database, coverage.TrendCache] = WeakKeyDictionary()
 SORTS = ("name", "entity", "kind", "owner", "coverage", "count", "last_change")
 
 
@@ -88,9 +92,10 @@ def catalogue(
     items = visible_tags(rt, principal)["items"]
     now = rt.clock()
     _, ends = coverage.day_ends(now, rt.workspace.project.timezone, coverage.DAYS)
+    cache = _caches.setdefault(rt.db, coverage.TrendCache())
     with rt.db.read() as conn:
-        # Entities per type at each day's end, in the one scan that counts them now.
-        sizes = coverage.entity_counts(conn, {i["entity"] for i in items}, ends)
+        # Entities per type at each day's end (today's: now, for the coverage column).
+        sizes = cache.entity_counts(conn, {i["entity"] for i in items}, ends)
         # One max per tag, read from the (tag, at) index.
         changed: dict[str, int] = dict(
             conn.execute(
@@ -128,7 +133,7 @@ def catalogue(
     pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
     number = min(max(1, int(params.get("page") or 1)), pages)
     listed = shown[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
-    _trends(rt, listed, now, sizes)
+    _trends(rt, listed, now, sizes, cache)
     return {
         "tree": root,
         "items": listed,
@@ -143,7 +148,11 @@ def catalogue(
 
 
 def _trends(
-    rt: Runtime, items: list[dict[str, Any]], now: int, sizes: dict[str, list[int]]
+    rt: Runtime,
+    items: list[dict[str, Any]],
+    now: int,
+    sizes: dict[str, list[int]],
+    cache: coverage.TrendCache,
 ) -> None:
     """Each shown tag's coverage trend (``trend``: the points, ``spark``: the SVG line)
     and its detail page's address (``href``). Only the page's tags, in one grouped query;
@@ -156,6 +165,7 @@ def _trends(
             tz=rt.workspace.project.timezone,
             counts={i["name"]: int(i["count"]) for i in items},
             sizes=sizes,
+            cache=cache,
         )
     for item in items:
         points = trends[item["name"]]

@@ -3,32 +3,29 @@ each of the last N days (days in the workspace time zone).
 
 There is no table of past coverage: the history of tag changes is replayed backwards from
 the present. The holders at the end of day *d* are the holders now minus the net
-additions after *d*; what one history entry adds is what the entity holds after it minus
-what it held before it, and what an entity holds after an entry follows from the entry:
+additions after *d*; what one history entry adds is whether the entity holds the tag
+(status ``active``) after it minus whether it held it before it:
 
-=========================  =====================================  ==========================
-entry (``change``)         held after (status ``active``)         held before, if it is the
-                                                                  entity's first in the
-                                                                  window
-=========================  =====================================  ==========================
-assigned                   yes                                    no (it had no assignment)
-changed                    yes                                    looked up (see below)
+=========================  =====================================  ======================
+entry (``change``)         held after                             held before
+=========================  =====================================  ======================
+assigned                   yes                                    no (no assignment)
 approved                   yes                                    no (it was pending)
-pinned                     yes with a value (include), no without looked up
-                           (exclude)
-removed                    no                                     yes (``withdrawn`` if not)
-proposed                   no (pending)                           looked up
+removed                    no                                     yes (else: withdrawn)
 rejected, withdrawn        no                                     no
-unpinned                   no                                     yes if the pin had a value
-=========================  =====================================  ==========================
+unpinned                   no                                     if the pin had a value
+changed                    yes                                    looked up
+proposed                   no (pending)                           looked up
+pinned                     with a value (include); not without    looked up
+=========================  =====================================  ======================
 
-"Before" is what the previous entry of the same entity and tag left (``LAG`` over the
-entries of the window), and for an entity's first entry in the window the table's last
-column; where that is not known from the entry itself (a changed value may follow a
-pending proposal that crossed its review threshold; a proposal may replace a value held;
-a pin may or may not change what was held), the entity's last entry before the window is
-looked up (index ``(entity_type, entity_id, at)``), for those entries only. All tags of
-a page are read in one grouped query over the window's part of the ``(tag, at)`` index.
+The first rows follow from who writes them (`tagloop.store.tags.history_change`, reviews,
+pins). The last three do not tell what was held before: a changed value may follow a
+pending proposal that crossed its review threshold, a proposal may replace a value held,
+a pin may or may not change what was held. For those entries only, the entity's previous
+entry of the tag is looked up (index ``(entity_type, entity_id, at)``); what it left is
+what was held. So the replay is exact, and costs one grouped query for all the tags of a
+page over the window's part of the ``(tag, at)`` index, plus one index seek per such entry.
 
 The entities of a type on day *d* are counted from ``entities.created_at`` (when the
 store first knew the entity, the clock the history's ``at`` uses; ``first_seen`` is the
@@ -39,27 +36,32 @@ each was created and merged).
 Approximations, both from merges (`tagloop.store.identities`): a merge records
 ``removed`` for every assignment of the merged entity and ``assigned`` on the surviving one
 for those it moves, whatever their status; a pending proposal moved by a merge nets to
-zero, but one dropped (the survivor had the tag) counts as a holder lost that day. A
-history entry written with a clock ahead of ``now`` counts as after every day shown.
+zero, but one dropped (the survivor had the tag) counts as a holder lost that day. An
+entry written with a clock ahead of ``now`` counts as after every day shown.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
+from functools import reduce
+from math import gcd
+from threading import Lock
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, select
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from tagloop.store.tables import entities, entity_merges, tag_assignments, tag_history
 from tagloop.timeutil import from_us, to_us, zone
 
 DAYS = 30
+DAY_US = 86_400_000_000
 HELD_AFTER = ("assigned", "changed", "approved")
-# Entries whose "held before" the entry itself does not tell: looked up when first.
+# Entries whose "held before" the entry itself does not tell: looked up.
 LOOKED_UP = ("changed", "proposed", "pinned")
 
 
@@ -104,13 +106,33 @@ def day_ends(now: int, tz: tzinfo | str, days: int = DAYS) -> tuple[list[date], 
     return listed, ends
 
 
-def _bucket(column: KeyedColumnElement[Any] | ColumnElement[Any], ends: Sequence[int]) -> Any:
-    """The index of the day an instant falls in (0: the oldest day or before; the last:
-    today or after) as SQL; earlier instants are tested first (most rows are old)."""
-    if not ends:
-        return literal(0)
-    whens = [(column < end, index) for index, end in enumerate(ends)]
-    return case(*whens, else_=len(ends))
+def _unit(ends: Sequence[int]) -> int:
+    """The longest span that divides every day (24 hours; 1 hour or 30 minutes where
+    clocks change): what rows are grouped by before being counted to their day.
+
+    >>> from tagloop.timeutil import parse_time
+    >>> _unit(day_ends(parse_time("2025-03-10T12:00:00+08:00"), "Asia/Shanghai", 5)[1])
+    86400000000
+    >>> _unit(day_ends(parse_time("2025-04-02T12:00:00+02:00"), "Europe/Berlin", 7)[1])
+    3600000000
+    """
+    return reduce(gcd, (end - ends[0] for end in ends[1:]), 0) or DAY_US
+
+
+def _spans(column: Any, start: int, unit: int) -> Any:
+    """Whole ``unit`` spans from ``start`` (at or after it) as SQL."""
+    return (column - start) // unit
+
+
+def _day_of(span: int, start: int, unit: int, ends: Sequence[int]) -> int:
+    """The day (0 the oldest) that span ``span`` from ``start`` falls in.
+
+    >>> _day_of(0, 100, 10, [100, 120]), _day_of(1, 100, 10, [100, 120])
+    (1, 1)
+    >>> _day_of(2, 100, 10, [100, 120])
+    2
+    """
+    return bisect_right(ends, start + span * unit)
 
 
 def _held_after(h: Any) -> Any:
@@ -121,54 +143,47 @@ def _held_after(h: Any) -> Any:
     )
 
 
-def net_changes(conn: Connection, tags: Iterable[str], ends: Sequence[int]) -> dict[str, list[int]]:
+def net_changes(
+    conn: Connection, tags: Iterable[str], ends: Sequence[int], since: int | None = None
+) -> dict[str, list[int]]:
     """Per tag, the net change of its holders during each day after the oldest (index
     ``i``: the changes from ``ends[i]`` on and before ``ends[i + 1]``, the last: from the
-    last end on), in one grouped query."""
+    last end on), in one grouped query; only the changes from ``since`` on if given (a
+    day's end: the days before it are left at 0)."""
     names = sorted(set(tags))
     found: dict[str, list[int]] = {name: [0] * len(ends) for name in names}
     if not names or not ends:
         return found
-    h = tag_history.c
-    after = _held_after(h)
-    key = (h.entity_type, h.entity_id, h.tag)
-    window = (
-        select(
-            *key,
-            h.change,
-            h.previous,
-            after.label("after"),
-            func.lag(after).over(partition_by=key, order_by=(h.at, h.seq)).label("before"),
-            (_bucket(h.at, ends[1:])).label("day"),
-        )
-        .where(h.tag.in_(names), h.at >= ends[0])
-        .subquery()
-    )
-    w = window.c
+    start, unit = ends[0], _unit(ends)
+    h = tag_history.alias("h")
     p = tag_history.alias("p")
-    # Held after the entity's last entry before the window (none: it never held the tag).
-    prior = (
+    # Held after the entity's previous entry of the tag (none: it never held it).
+    previous = (
         select(_held_after(p.c))
         .where(
-            p.c.entity_type == w.entity_type,
-            p.c.entity_id == w.entity_id,
-            p.c.tag == w.tag,
-            p.c.at < ends[0],
+            p.c.entity_type == h.c.entity_type,
+            p.c.entity_id == h.c.entity_id,
+            p.c.tag == h.c.tag,
+            or_(p.c.at < h.c.at, and_(p.c.at == h.c.at, p.c.seq < h.c.seq)),
         )
         .order_by(p.c.at.desc(), p.c.seq.desc())
         .limit(1)
         .scalar_subquery()
     )
-    first_before = case(
-        (w.change == "removed", 1),
-        (and_(w.change == "unpinned", w.previous.is_not(None)), 1),
-        (w.change.in_(LOOKED_UP), func.coalesce(prior, 0)),
+    before = case(
+        (h.c.change == "removed", 1),
+        (and_(h.c.change == "unpinned", h.c.previous.is_not(None)), 1),
+        (h.c.change.in_(LOOKED_UP), func.coalesce(previous, 0)),
         else_=0,
     )
-    before = case((w.before.is_not(None), w.before), else_=first_before)
-    query = select(w.tag, w.day, func.sum(w.after - before)).group_by(w.tag, w.day)
-    for tag, day, net in conn.execute(query):
-        found[tag][int(day)] += int(net or 0)
+    span = _spans(h.c.at, start, unit)
+    query = (
+        select(h.c.tag, span, func.sum(_held_after(h.c) - before))
+        .where(h.c.tag.in_(names), h.c.at >= max(start, since or start))
+        .group_by(h.c.tag, span)
+    )
+    for tag, index, net in conn.execute(query):
+        found[tag][_day_of(int(index), start, unit, ends) - 1] += int(net or 0)
     return found
 
 
@@ -189,38 +204,108 @@ def entity_counts(
     conn: Connection, types: Iterable[str], ends: Sequence[int]
 ) -> dict[str, list[int]]:
     """Per entity type, the entities the store knew at the end of each day (the last:
-    all now), in one scan of ``entities`` and one of ``entity_merges``."""
+    all now): all of them now, less those created after each day's end, plus those merged
+    away after it. Three queries; only the window's new entities and merges are grouped
+    (grouping every row would sort them all)."""
     names = sorted(set(types))
     days = len(ends) + 1
-    found: dict[str, list[int]] = {name: [0] * days for name in names}
-    if not names:
-        return found
-    created = _bucket(entities.c.created_at, ends)
-    query = (
-        select(entities.c.type, created, func.count())
-        .where(entities.c.type.in_(names))
-        .group_by(entities.c.type, created)
+    e, m = entities.c, entity_merges.c
+    totals: dict[str, int] = dict(
+        conn.execute(select(e.type, func.count()).where(e.type.in_(names)).group_by(e.type)).all()
     )
-    new: dict[str, list[int]] = {name: [0] * days for name in names}
-    for entity_type, day, count in conn.execute(query):
-        new[entity_type][int(day)] += int(count)
-    for name in names:
-        total = 0
-        for day in range(days):
-            total += new[name][day]
-            found[name][day] = total
-    if ends:
-        m = entity_merges.c
-        merged = select(m.entity_type, m.merged_profile, m.at).where(
-            m.entity_type.in_(names), m.at >= ends[0]
-        )
-        for entity_type, profile, at in conn.execute(merged):
-            kept = orjson.loads(profile) if isinstance(profile, str | bytes) else profile
-            born = int((kept or {}).get("created_at") or 0)
-            for day, end in enumerate(ends):
-                if born < end <= at:  # it existed at that day's end, and is gone now
-                    found[entity_type][day] += 1
+    found = {name: [int(totals.get(name, 0))] * days for name in names}
+    if not names or not ends:
+        return found
+    start, unit = ends[0], _unit(ends)
+    span = _spans(e.created_at, start, unit)
+    recent = (
+        select(e.type, span, func.count())
+        .where(e.type.in_(names), e.created_at >= start)
+        .group_by(e.type, span)
+    )
+    for entity_type, index, count in conn.execute(recent):
+        created = _day_of(int(index), start, unit, ends)  # counted from that day's end
+        for day in range(created):
+            found[entity_type][day] -= int(count)
+    merged = select(m.entity_type, m.merged_profile, m.at).where(
+        m.entity_type.in_(names), m.at >= start
+    )
+    for entity_type, profile, at in conn.execute(merged):
+        kept = orjson.loads(profile) if isinstance(profile, str | bytes) else profile
+        born = int((kept or {}).get("created_at") or 0)
+        for day, end in enumerate(ends):
+            if born < end <= at:  # it existed at that day's end, and is gone now
+                found[entity_type][day] += 1
     return found
+
+
+class TrendCache:
+    """The days before today, kept: history is appended with the time of writing and
+    entities are created at it, so what a finished day counts does not change (a tag's
+    count of entries in the window's finished days, read from the ``(tag, at)`` index, is
+    checked each time all the same). Only today's entries are read again; days roll over
+    at midnight by themselves (they are part of the key). Thread-safe, bounded."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = Lock()
+
+    def _get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+            return self._kept.get(key)
+
+    def _put(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._kept[key] = value
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def net_changes(
+        self, conn: Connection, tags: Iterable[str], ends: Sequence[int]
+    ) -> dict[str, list[int]]:
+        """As `net_changes`, reading only today's entries for a tag seen today already."""
+        names = sorted(set(tags))
+        if not ends:
+            return net_changes(conn, names, ends)
+        h = tag_history.c
+        finished: dict[str, int] = dict(
+            conn.execute(
+                select(h.tag, func.count())
+                .where(h.tag.in_(names), h.at >= ends[0], h.at < ends[-1])
+                .group_by(h.tag)
+            ).all()
+        )
+        kept: dict[str, list[int]] = {}
+        for name in names:
+            hit = self._get(("nets", name, tuple(ends)))
+            if hit is not None and hit[0] == finished.get(name, 0):
+                kept[name] = hit[1]
+        found = net_changes(conn, kept, ends, since=ends[-1])
+        fresh = net_changes(conn, [n for n in names if n not in kept], ends)
+        for name, nets in fresh.items():
+            self._put(("nets", name, tuple(ends)), (finished.get(name, 0), [*nets[:-1], 0]))
+            found[name] = nets
+        for name, past in kept.items():
+            found[name] = [*past[:-1], found[name][-1]]
+        return found
+
+    def entity_counts(
+        self, conn: Connection, types: Iterable[str], ends: Sequence[int]
+    ) -> dict[str, list[int]]:
+        """As `entity_counts`, counting only all entities now for a type seen today."""
+        names = sorted(set(types))
+        missing = [n for n in names if self._get(("sizes", n, tuple(ends))) is None]
+        found = entity_counts(conn, missing, ends)
+        for name in missing:
+            self._put(("sizes", name, tuple(ends)), found[name][:-1])
+        if len(missing) < len(names):
+            now = entity_counts(conn, [n for n in names if n not in found], [])
+            for name, (total,) in now.items():
+                found[name] = [*self._get(("sizes", name, tuple(ends))), total]
+        return found
 
 
 def current_holders(conn: Connection, tags: Iterable[str]) -> dict[str, int]:
@@ -245,6 +330,7 @@ def coverage_trend(
     days: int = DAYS,
     counts: Mapping[str, int] | None = None,
     sizes: Mapping[str, Sequence[int]] | None = None,
+    cache: TrendCache | None = None,
 ) -> dict[str, list[Point]]:
     """Each tag's holders and coverage at the end of each of the last ``days`` days
     (oldest first; today's point is now, and equals the current count).
@@ -253,7 +339,8 @@ def coverage_trend(
     UTC (``rt.clock()``), ``tz`` the workspace zone (``rt.workspace.project.timezone``).
     ``counts`` (active holders now, e.g. from `tagloop.store.tags.counts`) and ``sizes``
     (`entity_counts` for the same ``now``, ``tz`` and ``days``) save their queries when the
-    caller has them. Two or three queries whatever the number of tags.
+    caller has them; a `TrendCache` kept between calls (one per database) saves reading
+    the finished days again. A few queries whatever the number of tags.
 
     >>> from tagloop.store.db import Database
     >>> from tagloop.store.tables import metadata
@@ -283,8 +370,8 @@ def coverage_trend(
     if counts is None:
         counts = current_holders(conn, tags)
     if sizes is None:
-        sizes = entity_counts(conn, tags.values(), ends)
-    nets = net_changes(conn, tags, ends)
+        sizes = (cache.entity_counts if cache else entity_counts)(conn, tags.values(), ends)
+    nets = (cache.net_changes if cache else net_changes)(conn, tags, ends)
     trend: dict[str, list[Point]] = {}
     for tag, entity_type in tags.items():
         held = holders(int(counts.get(tag, 0)), nets.get(tag, [0] * len(ends)))
