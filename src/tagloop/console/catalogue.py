@@ -1,5 +1,6 @@
 """The tag catalogue (``/tags``): the taxonomy tree, and a table of tags with kind, owner,
-coverage and last change, searched, filtered, sorted and paged on the server.
+coverage, its trend (`tagloop.console.coverage`, for the shown page only) and last change,
+searched, filtered, sorted and paged on the server.
 
 The tree comes from the tags' ``category`` paths (``价值 > 等级``: dimension >
 sub-category); the table lists the tags the principal may see (`tagloop.api.routers.tags`
@@ -12,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
-from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -23,13 +23,10 @@ from tagloop.api.routers.tags import _list as visible_tags
 from tagloop.console import coverage
 from tagloop.console.web import Access, guarded, page, render
 from tagloop.runtime import Runtime
-from tagloop.store.db import Database
 from tagloop.store.tables import tag_history
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
-# Per database: the coverage of the days before today, read once a day.
-_caches: WeakKeyDictionary[Database, coverage.TrendCache] = WeakKeyDictionary()
 SORTS = ("name", "entity", "kind", "owner", "coverage", "count", "last_change")
 
 
@@ -92,7 +89,7 @@ def catalogue(
     items = visible_tags(rt, principal)["items"]
     now = rt.clock()
     _, ends = coverage.day_ends(now, rt.workspace.project.timezone, coverage.DAYS)
-    cache = _caches.setdefault(rt.db, coverage.TrendCache())
+    cache = coverage.cache_for(rt.db)  # the days before today, read once a day
     with rt.db.read() as conn:
         # Entities per type at each day's end (today's: now, for the coverage column).
         sizes = cache.entity_counts(conn, {i["entity"] for i in items}, ends)

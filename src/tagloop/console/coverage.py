@@ -51,10 +51,12 @@ from functools import reduce
 from math import gcd
 from threading import Lock
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import Connection, and_, case, func, or_, select
 
+from tagloop.store.db import Database
 from tagloop.store.tables import entities, entity_merges, tag_assignments, tag_history
 from tagloop.timeutil import from_us, to_us, zone
 
@@ -297,15 +299,25 @@ class TrendCache:
     ) -> dict[str, list[int]]:
         """As `entity_counts`, counting only all entities now for a type seen today."""
         names = sorted(set(types))
-        missing = [n for n in names if self._get(("sizes", n, tuple(ends))) is None]
-        found = entity_counts(conn, missing, ends)
-        for name in missing:
-            self._put(("sizes", name, tuple(ends)), found[name][:-1])
-        if len(missing) < len(names):
-            now = entity_counts(conn, [n for n in names if n not in found], [])
-            for name, (total,) in now.items():
-                found[name] = [*self._get(("sizes", name, tuple(ends))), total]
+        hits = {n: self._get(("sizes", n, tuple(ends))) for n in names}
+        found = entity_counts(conn, [n for n, hit in hits.items() if hit is None], ends)
+        for name, counted in found.items():
+            self._put(("sizes", name, tuple(ends)), counted[:-1])
+        now = entity_counts(conn, [n for n, hit in hits.items() if hit is not None], [])
+        for name, (total,) in now.items():
+            found[name] = [*hits[name], total]
         return found
+
+
+_caches: WeakKeyDictionary[Database, TrendCache] = WeakKeyDictionary()
+_caches_lock = Lock()
+
+
+def cache_for(db: Database) -> TrendCache:
+    """The `TrendCache` of a database, shared by every page that shows trends (pass it
+    as ``coverage_trend(..., cache=cache_for(rt.db))``); it goes with the database."""
+    with _caches_lock:
+        return _caches.setdefault(db, TrendCache())
 
 
 def current_holders(conn: Connection, tags: Iterable[str]) -> dict[str, int]:
