@@ -23,7 +23,7 @@ from tagloop.api.permissions import Principal
 from tagloop.api.routers.tags import _detail
 from tagloop.console import i18n
 from tagloop.console.catalogue import split_category
-from tagloop.console.coverage import coverage_trend
+from tagloop.console.coverage import cache_for, coverage_trend
 from tagloop.console.web import Access, guarded, locale, page, render, submitted
 from tagloop.engine import drafts
 from tagloop.errors import Forbidden, TagloopError
@@ -92,7 +92,11 @@ def _trend(rt: Runtime, name: str, entity_type: str) -> dict[str, list[Any]]:
     """The last 30 days' coverage (in %) and holders, for the chart."""
     with rt.db.read() as conn:
         points = coverage_trend(
-            conn, {name: entity_type}, now=rt.clock(), tz=rt.workspace.project.timezone
+            conn,
+            {name: entity_type},
+            now=rt.clock(),
+            tz=rt.workspace.project.timezone,
+            cache=cache_for(rt.db),  # the days the catalogue already replayed
         )[name]
     return {
         "days": [p.day.isoformat() for p in points],
