@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tagloop.api.actor import request_actor
 from tagloop.api.permissions import Principal, check_type
-from tagloop.api.routers.entities import _explain, _profile
+from tagloop.api.routers.entities import _explain, _page, _profile
 from tagloop.api.routers.models import _model
 from tagloop.console.web import Access, guarded, page, render
 from tagloop.errors import NotFound
@@ -27,6 +27,8 @@ from tagloop.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
 TIMELINE = 50
+LISTED = 50  # entities a list page shows
+COLUMNS = 5  # attributes a list shows
 OPEN = ("open", "in_progress")
 
 
@@ -116,19 +118,42 @@ async def find_page(
     request: Request,
     entity_type: str | None = Query(None, alias="type", max_length=100),
     entity_id: str | None = Query(None, alias="id", max_length=255),
+    tag: str | None = Query(None, max_length=255),
+    cursor: str | None = Query(None, max_length=1000),
     access: Access = page("entities:read"),
 ) -> Response:
-    """The search form; with a type and an id, the profile (or "no such entity")."""
+    """The search form; with a type and an id, the profile (or "no such entity"); with a
+    type (and a tag), a page of the entities (holding it), in id order."""
     rt: Runtime = request.app.state.runtime
+    actor = request_actor(request)
 
     def build(principal: Principal) -> Response:
         types = _types(rt, principal)
         if entity_type and entity_id and entity_id.strip():
             target = f"/entities/{quote(entity_type, safe='')}/{quote(entity_id.strip(), safe='')}"
             return RedirectResponse(target, status_code=303)
-        return render(request, "entity_find.html", access, types=types, chosen=entity_type)
+        listing = None
+        if entity_type and (tag or cursor or request.query_params.get("list")):
+            found = _page(rt, (principal, actor), entity_type, tag or None, LISTED, cursor)
+            listing = {**found, "columns": _columns(rt, entity_type)}
+        return render(
+            request,
+            "entity_find.html",
+            access,
+            types=types,
+            chosen=entity_type,
+            tag=tag,
+            listing=listing,
+            cursor=cursor,
+        )
 
     return await guarded(request, access, build)
+
+
+def _columns(rt: Runtime, entity_type: str) -> list[str]:
+    """The attributes a list shows: the type's first declared fields."""
+    declared = rt.workspace.dictionary.get(entity_type)
+    return list(declared.spec.fields)[:COLUMNS] if declared is not None else []
 
 
 @router.get("/entities/{entity_type}/{entity_id}")
