@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -110,3 +111,17 @@ def test_an_editor_saves_a_new_version(
 def test_imported_and_unknown_tags(as_role: SignIn) -> None:
     client = as_role("editor")
     assert client.get("/tags/nope").status_code == 404
+
+
+def test_a_sampled_preview_offers_the_exact_count(
+    as_role: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagloop.engine import drafts
+
+    monkeypatch.setattr(drafts, "SAMPLE", 1)
+    client = as_role("viewer")
+    sampled = post(client, "VIP", rule="spend < 100", action="preview").text
+    assert "Evaluated on a random sample of 1 of 2 entities" in sampled
+    assert 'value="preview_all">Count exactly on all 2 entities<' in sampled
+    exact = post(client, "VIP", rule="spend < 100", action="preview_all").text
+    assert "Evaluated on all 2 entities." in exact and 'id="pv-holders">1<' in exact

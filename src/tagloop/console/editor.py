@@ -153,7 +153,8 @@ async def tag_page(
 async def tag_draft(
     request: Request, name: str = Path(max_length=255), access: Access = page("tags:read")
 ) -> Response:
-    """The editor's form: ``action`` check, preview or save (saving needs tags:write)."""
+    """The editor's form: ``action`` check, preview (a sample of a large type),
+    preview_all (every entity) or save (saving needs tags:write)."""
     fields = await submitted(request, access)
     if isinstance(fields, Response):
         return fields
@@ -171,8 +172,9 @@ async def tag_draft(
         try:
             draft = drafts.check(rt.workspace, name, text)
             state["checked"] = True
-            if action == "preview":
-                state["preview"] = drafts.preview(rt, draft).as_dict()
+            if action in ("preview", "preview_all"):
+                sample = drafts.EVERY if action == "preview_all" else drafts.SAMPLE
+                state["preview"] = drafts.preview(rt, draft, sample).as_dict()
             elif action == "save":
                 saved = drafts.save(rt, draft, state["base_version"], actor)
                 target = f"/tags/{quote(name, safe='')}?saved={saved['version']}"

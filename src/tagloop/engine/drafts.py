@@ -37,7 +37,10 @@ from tagloop.workspace.workspace import TagDefinition
 if TYPE_CHECKING:
     from tagloop.runtime import Runtime
 
-SAMPLE = 5000  # entities a preview evaluates; a larger type is sampled
+# Entities a preview evaluates; a larger type is sampled (a streak rule over the demo's
+# 4,372 customers takes ~1.5 s in SQLite, ~0.25 s on a sample of 1,000; all on demand).
+SAMPLE = 1000
+EVERY = 1_000_000  # "all of them": what a preview asked to count every entity evaluates
 EXAMPLES = 10  # entity ids shown for each kind of change
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -121,8 +121,10 @@ def _checked(rt: Runtime, principal: Principal, name: str, body: DraftIn) -> dra
     return drafts.check(rt.workspace, name, _text(body))
 
 
-def _preview(rt: Runtime, principal: Principal, name: str, body: DraftIn) -> dict[str, Any]:
-    return drafts.preview(rt, _checked(rt, principal, name, body)).as_dict()
+def _preview(
+    rt: Runtime, principal: Principal, name: str, body: DraftIn, sample: int
+) -> dict[str, Any]:
+    return drafts.preview(rt, _checked(rt, principal, name, body), sample).as_dict()
 
 
 @router.post(
@@ -134,13 +136,18 @@ async def preview_draft(
     request: Request,
     body: DraftIn,
     name: str = Path(max_length=255),
+    sample: int = Query(
+        drafts.SAMPLE, ge=1, le=drafts.EVERY, description="at most this many entities"
+    ),
     principal: Principal = require("entities:read"),
 ) -> Any:
     """How many entities of the tag's type the draft gives the tag, and how many would gain
     it, lose it or hold another value than now (with example ids), evaluated in the
-    database on all of them or, past 5,000, a random sample (then with estimates for the
-    whole type). Nothing is stored. An invalid draft is a 400 naming the span at fault."""
-    return await run_in_threadpool(_preview, runtime(request), principal, name, body)
+    database on all of them or, past ``sample`` (1,000), a random sample of that many
+    (then with estimates for the whole type). Nothing is stored. An invalid draft is a
+    400 naming the span at fault."""
+    rt = runtime(request)
+    return await run_in_threadpool(_preview, rt, principal, name, body, sample)
 
 
 def _save(
