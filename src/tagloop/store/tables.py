@@ -506,6 +506,10 @@ review_items = Table(
     Index(None, "status", "tag", "id"),
     Index(None, "entity_type", "entity_id", "tag"),
     Index(None, "tag", "decided_at"),
+    # The queue in id order, by age, and by an entity id given without its type.
+    Index(None, "status", "id"),
+    Index(None, "status", "created_at"),
+    Index(None, "entity_id"),
 )
 
 # Manual tags and manual exclusions of one entity: the assignment they make (source
