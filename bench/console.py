@@ -86,6 +86,7 @@ def pages(rt: Runtime) -> dict[str, str]:
     found["sources"] = "/sources"
     found["review queue"] = "/reviews"
     found["a tag with its rule editor"] = f"/tags/{quote(str(tag))}"
+    found["the holders of a tag"] = f"/entities?type=customer&tag={quote(str(tag))}"
     return found
 
 
