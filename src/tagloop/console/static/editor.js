@@ -18,7 +18,7 @@
   var modes = form.querySelector(".modes");
   var csrf = (form.querySelector("[name=csrf_token]") || {}).value || "";
   var model = data.builder;  // the builder's form of the text, null if it does not parse
-  var visual = false, asked = 0, timer = null;
+  var visual = false, asked = 0, timer = null, dirty = false;
   area.parentNode.classList.add("live");  // the highlighted copy shows through the text
 
   function el(tag, attrs, children) {
@@ -71,8 +71,10 @@
   }
 
   function fromText() {
-    ask({ rule: area.value }).then(function (answer) {
+    clearTimeout(timer);
+    return ask({ rule: area.value }).then(function (answer) {
       if (!answer) return;
+      dirty = false;
       highlight(answer.rule, answer.tokens);
       report(answer);
       model = answer.builder;
@@ -92,7 +94,7 @@
 
   function later(fn) { clearTimeout(timer); timer = setTimeout(fn, 250); }
 
-  area.addEventListener("input", function () { highlight(area.value, []); later(fromText); });
+  area.addEventListener("input", function () { dirty = true; highlight(area.value, []); later(fromText); });
   area.addEventListener("scroll", function () { paint.scrollTop = area.scrollTop; paint.scrollLeft = area.scrollLeft; });
   form.addEventListener("keydown", function (e) {
     if (!(e.ctrlKey || e.metaKey)) return;
@@ -249,7 +251,8 @@
     builder.hidden = !visual;
     textMode.hidden = visual;
     modes.querySelectorAll("button").forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.mode === mode)); });
-    if (visual) draw();
+    if (visual && dirty) fromText().then(draw);  // the text changed since it was checked
+    else if (visual) draw();
     try { sessionStorage.setItem("tagloop.editor.mode", mode); } catch (e) { /* private mode */ }
   }
 
