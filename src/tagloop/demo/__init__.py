@@ -161,6 +161,35 @@ def events(invoices: list[Invoice], latest: dict[str, Invoice]) -> Iterator[Even
         )
 
 
+def already_loaded(rt: Runtime, key: str) -> bool:
+    """Whether the data set marked by ``key`` (see `ingest_once`) is in this database."""
+    with rt.db.read() as conn:
+        return bool(settings.get(conn, key))
+
+
+def ingest_once(
+    rt: Runtime,
+    key: str,
+    source: str,
+    pending: list[Event],
+    *,
+    progress: Callable[[int, int], None] | None,
+    batch_size: int,
+) -> int:
+    """Ingest ``pending`` in batches, then mark the data set as loaded under ``key`` (with
+    its source and count) so that `already_loaded` keeps a second load from doubling it;
+    the number of events accepted."""
+    accepted = 0
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        accepted += rt.ingestor.commit(chunk).accepted
+        if progress is not None:
+            progress(min(start + batch_size, len(pending)), len(pending))
+    with rt.db.write() as conn:
+        settings.put(rt.db, conn, key, {"source": source, "events": accepted})
+    return accepted
+
+
 def load(
     rt: Runtime,
     path: Path | None = None,
@@ -169,20 +198,15 @@ def load(
     batch_size: int = 2_000,
 ) -> DemoStats | None:
     """Load the demo data once per database; None if it was loaded before."""
-    with rt.db.read() as conn:
-        if settings.get(conn, LOADED_KEY):
-            return None
+    if already_loaded(rt, LOADED_KEY):
+        return None
     path = path or find_data()
     stats = DemoStats(str(path))
     invoices, latest = read_invoices(path, stats)
     pending = list(events(invoices, latest))
-    for start in range(0, len(pending), batch_size):
-        chunk = pending[start : start + batch_size]
-        stats.events += rt.ingestor.commit(chunk).accepted
-        if progress is not None:
-            progress(min(start + batch_size, len(pending)), len(pending))
-    with rt.db.write() as conn:
-        settings.put(rt.db, conn, LOADED_KEY, {"source": stats.source, "events": stats.events})
+    stats.events = ingest_once(
+        rt, LOADED_KEY, stats.source, pending, progress=progress, batch_size=batch_size
+    )
     return stats
 
 

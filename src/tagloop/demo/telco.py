@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tagloop.demo import already_loaded, ingest_once
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
-from tagloop.store import settings
 from tagloop.timeutil import now_us, parse_time, zone
 
 TELCO = Path("telco_churn") / "WA_Fn-UseC_-Telco-Customer-Churn.csv"
@@ -153,9 +153,8 @@ def load(
     batch_size: int = 2_000,
 ) -> TelcoStats | None:
     """Load the Telco events once per database; None if loaded before or not found."""
-    with rt.db.read() as conn:
-        if settings.get(conn, LOADED_KEY):
-            return None
+    if already_loaded(rt, LOADED_KEY):
+        return None
     path = path or find_telco()
     if path is None or "subscriber" not in rt.workspace.dictionary:
         return None
@@ -163,11 +162,7 @@ def load(
     stats = TelcoStats(str(path))
     stats.subscribers = sum(1 for e in pending if e.type == "subscription")
     stats.churned = len(pending) - stats.subscribers
-    for start in range(0, len(pending), batch_size):
-        chunk = pending[start : start + batch_size]
-        stats.events += rt.ingestor.commit(chunk).accepted
-        if progress is not None:
-            progress(min(start + batch_size, len(pending)), len(pending))
-    with rt.db.write() as conn:
-        settings.put(rt.db, conn, LOADED_KEY, {"source": stats.source, "events": stats.events})
+    stats.events = ingest_once(
+        rt, LOADED_KEY, stats.source, pending, progress=progress, batch_size=batch_size
+    )
     return stats
