@@ -4,6 +4,7 @@ recorded (and audited) as ``cli:<operating-system user>``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -76,22 +77,48 @@ def list_items(
     if as_json:
         print(json_text(body))
         return
-    table = Table("#", "entity", "tag", "value", "confidence", "policy", "status", "waiting")
-    for item in body["items"]:
-        entity = item["entity"]
-        table.add_row(
-            str(item["id"]),
-            f"{entity['type']}/{entity['id']}",
-            item["tag"],
-            plain(item["value"]),
-            "" if item["confidence"] is None else f"{item['confidence']:.3f}",
-            item["policy"],
-            item["status"],
-            _age(item["age_seconds"]),
-        )
-    out.print(table)
+    columns = ("value", "confidence", "policy", "status", "waiting")
+    out.print(_table(body["items"], "#", columns, _item_cells))
     more = f"; next page: --after {body['next']}" if body["next"] is not None else ""
     out.print(f"{len(body['items'])} of {body['total']} items{more}")
+
+
+def _table(
+    items: list[dict[str, Any]],
+    number: str,
+    columns: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> Table:
+    """Review items and pins alike: their number, entity and tag, then ``columns`` as
+    ``cells`` gives them."""
+    table = Table(number, "entity", "tag", *columns)
+    for item in items:
+        entity = item["entity"]
+        table.add_row(
+            str(item["id"]), f"{entity['type']}/{entity['id']}", item["tag"], *cells(item)
+        )
+    return table
+
+
+def _item_cells(item: dict[str, Any]) -> list[str]:
+    confidence = item["confidence"]
+    return [
+        plain(item["value"]),
+        "" if confidence is None else f"{confidence:.3f}",
+        item["policy"],
+        item["status"],
+        _age(item["age_seconds"]),
+    ]
+
+
+def _pin_cells(pin: dict[str, Any]) -> list[str]:
+    return [
+        pin["mode"],
+        plain(pin["value"]),
+        pin["created_by"],
+        pin["expires_at"] or "",
+        pin["reason"] or "",
+    ]
 
 
 def _age(seconds: int) -> str:
@@ -299,20 +326,8 @@ def list_pins(
     if as_json:
         print(json_text(body))
         return
-    table = Table("pin", "entity", "tag", "mode", "value", "by", "expires", "reason")
-    for item in body["items"]:
-        entity = item["entity"]
-        table.add_row(
-            str(item["id"]),
-            f"{entity['type']}/{entity['id']}",
-            item["tag"],
-            item["mode"],
-            plain(item["value"]),
-            item["created_by"],
-            item["expires_at"] or "",
-            item["reason"] or "",
-        )
-    out.print(table)
+    columns = ("mode", "value", "by", "expires", "reason")
+    out.print(_table(body["items"], "pin", columns, _pin_cells))
 
 
 @app.command("error-rates")
