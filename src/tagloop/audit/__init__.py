@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from tagloop.audit.chain import FIELDS, GENESIS, digest, normalize
 from tagloop.audit.verify import VerifyReport, verify
-from tagloop.store.db import Database, dump_json
+from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.tables import audit_log
 from tagloop.timeutil import now_us
 
@@ -114,7 +114,7 @@ def record(
 _LAST = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _COLUMNS = [*FIELDS, "hash"]
 _JSON = frozenset({"before", "after"})
-_INSERT = f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = insert_sql("audit_log", _COLUMNS)
 
 
 def _clip(value: str, column: str) -> str:

@@ -38,6 +38,17 @@ def dump_json(value: Any) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def insert_sql(table: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)`` for `Database.executemany` (the
+    statements that write many rows at once are SQL text, not SQLAlchemy's): the
+    placeholders follow the columns, so adding a column cannot leave them one short.
+
+    >>> insert_sql("t", ("a", "b"))
+    'INSERT INTO t (a, b) VALUES (?, ?)'
+    """
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 def _load_json(raw: Any) -> Any:
     """Decode a JSON column. SQLite gives a column declared JSON numeric affinity, so the
     JSON text ``111`` is stored (and returned) as the integer 111: numbers pass through."""

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from tagloop.store.db import Database, dump_json
+from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.events import chunks
 from tagloop.store.tables import entities, tag_assignments
 
@@ -27,8 +27,8 @@ _COLUMNS = (
     "updated_at",
 )
 _UPSERT = (
-    f"INSERT INTO entities ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT (type, id) DO UPDATE SET attributes = excluded.attributes, "
+    insert_sql("entities", _COLUMNS)
+    + " ON CONFLICT (type, id) DO UPDATE SET attributes = excluded.attributes, "
     "attribute_times = excluded.attribute_times, first_seen = excluded.first_seen, "
     "last_seen = excluded.last_seen, event_count = excluded.event_count, "
     "updated_at = excluded.updated_at"

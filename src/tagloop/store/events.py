@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, union_all
 
 from tagloop.ingest.event import Event
-from tagloop.store.db import Database, dump_json
+from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.tables import event_links, events
 
 
@@ -31,10 +31,7 @@ _COLUMNS = (
     "context",
     "sent_entity_id",
 )
-_INSERT = (
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT (id) DO NOTHING"
-)
+_INSERT = insert_sql("events", _COLUMNS) + " ON CONFLICT (id) DO NOTHING"
 
 
 _PG_TYPES = ("text",) * 4 + ("bigint",) * 2 + ("text",) + ("jsonb",) * 4 + ("text",)

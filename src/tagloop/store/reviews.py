@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
-from tagloop.store.db import Database, dump_json
+from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.tables import review_items, review_pins
 
 if TYPE_CHECKING:
@@ -42,10 +42,7 @@ _ITEM_COLUMNS = (
     "status",
     "created_at",
 )
-_INSERT_ITEM = (
-    f"INSERT INTO review_items ({', '.join(_ITEM_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})"
-)
+_INSERT_ITEM = insert_sql("review_items", _ITEM_COLUMNS)
 
 
 def sync(db: Database, conn: Connection, changes: Sequence[TagChange]) -> None:

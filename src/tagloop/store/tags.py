@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, func, select, update
 
-from tagloop.store.db import Database, dump_json
+from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.events import chunks
 from tagloop.store.tables import tag_assignments, tag_history, tag_versions, tags
 
@@ -153,9 +153,8 @@ _ASSIGNMENT_COLUMNS = (
 )
 # A changed value keeps the original `since`: the tag has been held all along.
 _UPSERT_ASSIGNMENT = (
-    f"INSERT INTO tag_assignments ({', '.join(_ASSIGNMENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_ASSIGNMENT_COLUMNS))}) "
-    "ON CONFLICT (entity_type, entity_id, tag) DO UPDATE SET value = excluded.value, "
+    insert_sql("tag_assignments", _ASSIGNMENT_COLUMNS)
+    + " ON CONFLICT (entity_type, entity_id, tag) DO UPDATE SET value = excluded.value, "
     "status = excluded.status, version = excluded.version, source = excluded.source, "
     "confidence = excluded.confidence, evidence = excluded.evidence, "
     "updated_at = excluded.updated_at, "
@@ -176,10 +175,7 @@ _HISTORY_COLUMNS = (
     "evidence",
     "at",
 )
-_INSERT_HISTORY = (
-    f"INSERT INTO tag_history ({', '.join(_HISTORY_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_HISTORY_COLUMNS))})"
-)
+_INSERT_HISTORY = insert_sql("tag_history", _HISTORY_COLUMNS)
 
 
 def apply(db: Database, conn: Connection, changes: Sequence[TagChange]) -> None:
