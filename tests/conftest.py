@@ -128,20 +128,52 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     base = PG_ADMIN.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
+    url = f"{base}/{name}"
+    yield url
+    engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
+# One engine per test database, kept for the session: emptying the store before each test
+# need not connect afresh.
+_ENGINES: dict[str, sa.Engine] = {}
+
+# The sequences of ``:names`` (serial or identity columns), restarted as TRUNCATE ... RESTART
+# IDENTITY would: the next value is 1 again.
+_RESTART_SEQUENCES = sa.text(
+    """
+    SELECT setval(s.oid, 1, false)
+    FROM pg_class s
+    JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+        AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+    JOIN pg_class t ON t.oid = d.refobjid
+    WHERE s.relkind = 'S' AND t.relnamespace = current_schema()::regnamespace
+        AND t.relname = ANY(:names)
+    """
+)
+
+
 def _truncate(url: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    """Empty every table of the store at ``url`` (PostgreSQL) and restart its sequences.
+
+    DELETE, children first, rather than TRUNCATE: on tables this small it takes a few
+    milliseconds where TRUNCATE takes ~0.1 s (it makes new files for every table and index),
+    and it runs before each of some 250 tests and examples on PostgreSQL."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        _ENGINES[url] = engine
     with engine.begin() as conn:
         existing = set(sa.inspect(conn).get_table_names())
-        names = [t.name for t in metadata.sorted_tables if t.name in existing]
-        if names:
-            conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+        tables = [t for t in metadata.sorted_tables if t.name in existing]
+        for table in reversed(tables):
+            conn.execute(table.delete())
+        if tables:
+            conn.execute(_RESTART_SEQUENCES, {"names": [t.name for t in tables]})
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
