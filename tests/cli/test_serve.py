@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_workspace
+from tagloop.runtime import Runtime
+from tests.conftest import make_key, write_workspace
 
 pytestmark = pytest.mark.slow
 TAGLOOP = str(Path(sys.executable).with_name("tagloop"))
@@ -97,13 +98,13 @@ def workspace(tmp_path: Path) -> Iterator[Path]:
 
 
 def key(workspace: Path) -> dict[str, str]:
-    secret = subprocess.run(
-        [TAGLOOP, "-w", str(workspace), "keys", "create", "t", "--role", "admin", "-q"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return {"Authorization": f"Bearer {secret.stdout.strip()}"}
+    """An admin key, made in this process as `tagloop keys create` makes it (that command
+    has its tests in test_cli.py; a process of its own here took ~2 s of start-up)."""
+    rt = Runtime.open(workspace)
+    try:
+        return {"Authorization": f"Bearer {make_key(rt, 'admin')}"}
+    finally:
+        rt.close()
 
 
 def test_acknowledged_events_survive_kill_9(workspace: Path) -> None:
