@@ -16,11 +16,11 @@ import orjson
 from sqlglot import exp
 
 from tagloop.engine import definitions, periods
-from tagloop.engine.evaluator import Engine, same
+from tagloop.engine.evaluator import Engine, expired, rule_change
 from tagloop.engine.plans import RULE_SOURCE, ActiveTag
 from tagloop.engine.starts import FlowStarter
 from tagloop.models.spec import confidence as model_confidence
-from tagloop.review.policy import DROPPED, RULE_CONFIDENCE, gate
+from tagloop.review.policy import RULE_CONFIDENCE
 from tagloop.rules import bound as b
 from tagloop.rules.sql.dialects import DIALECTS, Dialect, lit
 from tagloop.rules.sql.expr import Compiler, Unsupported
@@ -441,66 +441,33 @@ def _change(
     if held is not None and held.expires is not None and held.expires <= now:
         # a pin past its time no longer counts: the rule's result takes its place
         if not result.held:
-            return TagChange(
-                entity_type=entity_type,
-                entity_id=entity_id,
-                tag=tag.name,
-                change="removed",
-                value=None,
-                previous=held.value,
-                version=held.version,
-                source=held.source,
-                evidence={"expired": time_text(held.expires)},
-                at=now,
-                status=held.status,
-            )
+            return expired(entity_type, entity_id, tag.name, held, now)
         held = None
     if held is not None and not held.source.startswith(RULE_SOURCE):
         return None
-    if result.held and held is None:
-        kind = "assigned"
-    elif not result.held and held is not None:
-        kind = "removed"
-    elif result.held and held is not None and not same(result.value, held.value):
-        kind = "changed"
-    elif result.held and held is not None and held.version != tag.version:
-        kind = "confirmed"
-    else:
-        return None
-    spec = tag.definition.spec.review
-    confidence = result.confidence if result.held else None
-    # the same gate as the stream's (Engine._diff): both must agree
-    if kind in ("assigned", "changed"):
-        status = gate(spec, tag.name, entity_type, entity_id, confidence)
-    else:
-        status = held.status if held is not None else "active"
-    if status == DROPPED:
-        if held is None:
-            return None
-        kind, result, status = "removed", Result(False, None), held.status
-    definition = tag.definition
-    evidence = None
-    if result.held:
-        evidence = {"version": tag.version, "values": result.evidence, "computed": "batch"}
-        if definition.rule is not None:
-            evidence["rule"] = definition.rule.text
-        if definition.value is not None:
-            evidence["value"] = definition.value.text
-    return TagChange(
-        entity_type=entity_type,
-        entity_id=entity_id,
-        tag=tag.name,
-        change=kind,
-        value=result.value if result.held else None,
-        previous=held.value if held is not None else None,
-        version=tag.version,
-        source=tag.source,
-        evidence=evidence,
-        at=now,
-        status=status,
-        confidence=confidence if result.held else None,
-        review=spec.mode if spec is not None else None,
+    return rule_change(
+        tag,
+        entity_type,
+        entity_id,
+        held,
+        result.held,
+        result.value,
+        result.confidence if result.held else None,
+        now,
+        evidence=lambda: _evidence(tag, result),
     )
+
+
+def _evidence(tag: ActiveTag, result: Result) -> dict[str, Any]:
+    """Why the tag holds, as the stream's `Engine.explain` says it, marked as computed in
+    batch."""
+    definition = tag.definition
+    evidence = {"version": tag.version, "values": result.evidence, "computed": "batch"}
+    if definition.rule is not None:
+        evidence["rule"] = definition.rule.text
+    if definition.value is not None:
+        evidence["value"] = definition.value.text
+    return evidence
 
 
 def _arm_timers(db: Database, entity_type: str, now: int) -> None:

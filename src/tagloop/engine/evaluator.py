@@ -24,7 +24,7 @@ from tagloop.engine.plans import RULE_SOURCE, ActiveTag, TypePlan, build_plans
 from tagloop.engine.state import EntityState
 from tagloop.engine.timing import Timing, timing
 from tagloop.models.spec import confidence as model_confidence
-from tagloop.review.policy import DROPPED, gate
+from tagloop.review.policy import outcome
 from tagloop.rules import bound as b
 from tagloop.store import tags as tag_store
 from tagloop.store.db import Database
@@ -249,49 +249,27 @@ class Engine:
         if held is not None and not held.source.startswith(RULE_SOURCE):
             return None  # imported and manual assignments are not the rule's to change
         is_held, value = tag.evaluate(ctx)
-        if is_held and held is None:
-            kind = "assigned"
-        elif not is_held and held is not None:
-            kind = "removed"
-        elif is_held and held is not None and not same(value, held.value):
-            kind = "changed"
-        elif is_held and held is not None and held.version != tag.version:
-            kind = "confirmed"  # still held under a new rule version: refresh, no history
-        else:
-            return None
         # a model tag's confidence is the score it read (the same in batch: engine/batch.py)
         confidence = model_confidence(tag.definition.deps.scores, ctx.score) if is_held else None
-        spec = tag.definition.spec.review
-        # A new or changed proposal goes through the tag's review policy; otherwise the
-        # assignment keeps its status (pending stays pending, rejected stays off).
-        if kind in ("assigned", "changed"):
-            status = gate(spec, tag.name, key[0], key[1], confidence)
-        else:
-            status = held.status if held is not None else "active"
-        if status == DROPPED:
-            ctx.tags.pop(tag.name, None)
-            if held is None:
-                return None
-            kind, is_held, status = "removed", False, held.status
-        elif is_held:
-            ctx.tags[tag.name] = Held(value, tag.version, tag.source, status=status)
-        else:
-            ctx.tags.pop(tag.name, None)
-        return TagChange(
-            entity_type=key[0],
-            entity_id=key[1],
-            tag=tag.name,
-            change=kind,
-            value=value if is_held else None,
-            previous=held.value if held is not None else None,
-            version=tag.version,
-            source=tag.source,
-            evidence=self.explain(tag, ctx) if is_held else None,
-            at=now,
-            status=status,
-            confidence=confidence if is_held else None,
-            review=spec.mode if spec is not None else None,
+        change = rule_change(
+            tag,
+            key[0],
+            key[1],
+            held,
+            is_held,
+            value,
+            confidence,
+            now,
+            evidence=lambda: self.explain(tag, ctx),
         )
+        if change is None:
+            return None
+        # the tags evaluated after this one (those reading it) see it as it now stands
+        if change.change == "removed":
+            ctx.tags.pop(tag.name, None)
+        else:
+            ctx.tags[tag.name] = Held(value, tag.version, tag.source, status=change.status)
+        return change
 
     def explain(self, tag: ActiveTag, ctx: EntityContext) -> dict[str, Any]:
         """Why the tag holds (or not): its rule and value, version, and the values it
@@ -314,22 +292,78 @@ def _expire(key: EntityKey, ctx: EntityContext, now: int) -> list[TagChange]:
     for name, held in list(ctx.tags.items()):
         if held.expires is not None and held.expires <= now:
             del ctx.tags[name]
-            out.append(
-                TagChange(
-                    entity_type=key[0],
-                    entity_id=key[1],
-                    tag=name,
-                    change="removed",
-                    value=None,
-                    previous=held.value,
-                    version=held.version,
-                    source=held.source,
-                    evidence={"expired": time_text(held.expires)},
-                    at=now,
-                    status=held.status,
-                )
-            )
+            out.append(expired(key[0], key[1], name, held, now))
     return out
+
+
+def expired(entity_type: str, entity_id: str, tag: str, held: Held, now: int) -> TagChange:
+    """The removal of an assignment whose time has run out (``held.expires <= now``): an
+    imported value's validity, or a pin's."""
+    assert held.expires is not None
+    return TagChange(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        tag=tag,
+        change="removed",
+        value=None,
+        previous=held.value,
+        version=held.version,
+        source=held.source,
+        evidence={"expired": time_text(held.expires)},
+        at=now,
+        status=held.status,
+    )
+
+
+def rule_change(
+    tag: ActiveTag,
+    entity_type: str,
+    entity_id: str,
+    held: Held | None,
+    is_held: bool,
+    value: Any,
+    confidence: float | None,
+    now: int,
+    *,
+    evidence: Callable[[], dict[str, Any]],
+) -> TagChange | None:
+    """The change that the rule's result (``is_held``, ``value``, with ``confidence``)
+    makes to ``held``, the entity's assignment of a rule tag, under the tag's review
+    policy; None: none. ``evidence`` is asked for only if the tag is held after it (the
+    stream explains from its context, the batch from its query's values). Both evaluators
+    build their changes here, so that they agree.
+    """
+    if is_held and held is None:
+        kind = "assigned"
+    elif not is_held and held is not None:
+        kind = "removed"
+    elif is_held and held is not None and not same(value, held.value):
+        kind = "changed"
+    elif is_held and held is not None and held.version != tag.version:
+        kind = "confirmed"  # still held under a new rule version: refresh, no history
+    else:
+        return None
+    spec = tag.definition.spec.review
+    decided = outcome(spec, kind, tag.name, entity_type, entity_id, confidence, held)
+    if decided is None:
+        return None
+    kind, status = decided
+    is_held = kind != "removed"  # a dropped proposal removes what was held
+    return TagChange(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        tag=tag.name,
+        change=kind,
+        value=value if is_held else None,
+        previous=held.value if held is not None else None,
+        version=tag.version,
+        source=tag.source,
+        evidence=evidence() if is_held else None,
+        at=now,
+        status=status,
+        confidence=confidence if is_held else None,
+        review=spec.mode if spec is not None else None,
+    )
 
 
 def same(a: Any, c: Any) -> bool:

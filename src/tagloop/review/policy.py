@@ -77,13 +77,48 @@ def gate(
     return PENDING
 
 
+def outcome(
+    spec: ReviewSpec | None,
+    kind: str,
+    tag: str,
+    entity_type: str,
+    entity_id: str,
+    confidence: float | None,
+    held: Held | None,
+) -> tuple[str, str] | None:
+    """What a change of ``kind`` (``assigned``, ``changed``, ``removed``, ``confirmed``,
+    compared with ``held``, the stored assignment) becomes under the tag's review policy:
+    the change, and the assignment's status after it. None: nothing to store (a dropped
+    new proposal). One rule for the evaluators (`tagloop.engine.evaluator.rule_change`)
+    and for the other producers (`gated`).
+
+    >>> spec = ReviewSpec(mode="confidence", above=0.9, below=0.5)
+    >>> outcome(spec, "assigned", "churn_risk", "customer", "c1", 0.7, None)
+    ('assigned', 'pending')
+    >>> outcome(spec, "changed", "churn_risk", "customer", "c1", 0.3, Held(0.8, 1, "model"))
+    ('removed', 'active')
+    """
+    # A new or changed proposal goes through the tag's review policy; otherwise the
+    # assignment keeps its status (pending stays pending, rejected stays off).
+    if kind in ("assigned", "changed"):
+        status = gate(spec, tag, entity_type, entity_id, confidence)
+    else:
+        status = held.status if held is not None else ACTIVE
+    if status != DROPPED:
+        return kind, status
+    if held is None:
+        return None
+    # dropped: the entity loses what it held, as if the proposal had stopped
+    return "removed", held.status
+
+
 def gated(change: TagChange, spec: ReviewSpec | None, held: Held | None) -> TagChange | None:
     """A producer's raw change (``assigned``, ``changed``, ``removed``, ``confirmed``,
     compared with ``held``, the stored assignment) under the tag's review policy: what to
     pass to `tagloop.store.tags.apply`. None: nothing to store (a dropped new proposal).
 
-    The evaluators apply the same rule themselves; other producers (model scoring) call
-    this, with the score as the change's confidence.
+    For producers that build their change first (model scoring); the evaluators decide
+    before they build theirs (`outcome`).
 
     >>> spec = ReviewSpec(mode="confidence", above=0.9, below=0.5)
     >>> raw = TagChange("customer", "c1", "churn_risk", "assigned", True, None, 1,
@@ -95,22 +130,28 @@ def gated(change: TagChange, spec: ReviewSpec | None, held: Held | None) -> TagC
     True
     """
     review = spec.mode if spec is not None else None
-    if change.change in ("assigned", "changed"):
-        status = gate(spec, change.tag, change.entity_type, change.entity_id, change.confidence)
-    else:
-        status = held.status if held is not None else ACTIVE
-    if status != DROPPED:
-        return replace(change, status=status, review=review)
-    if held is None:
+    decided = outcome(
+        spec,
+        change.change,
+        change.tag,
+        change.entity_type,
+        change.entity_id,
+        change.confidence,
+        held,
+    )
+    if decided is None:
         return None
-    # dropped: the entity loses what it held, as if the proposal had stopped
+    kind, status = decided
+    if kind == change.change:
+        return replace(change, status=status, review=review)
+    # dropped, and the entity loses what it held (`outcome`)
     return replace(
         change,
-        change="removed",
+        change=kind,
         value=None,
-        previous=held.value,
+        previous=held.value if held is not None else None,
         evidence=None,
-        status=held.status,
+        status=status,
         review=review,
         confidence=None,
     )
