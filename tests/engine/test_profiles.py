@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
 from tagloop.store import entities
-from tests.conftest import write_workspace
+from tests.conftest import sqlite_copy, write_workspace
 
 # (time, attribute, value); times distinct so "latest wins" has one answer.
 updates = st.lists(
@@ -45,10 +45,10 @@ def as_events(items: list[tuple[int, str, str]]) -> list[Event]:
 )
 @given(updates, st.randoms(use_true_random=False), st.integers(1, 4))
 def test_any_arrival_order_and_batching_gives_the_same_profile(
-    tmp_path_factory, items, random, batches
+    tmp_path_factory, migrated_sqlite, items, random, batches
 ) -> None:
     root = tmp_path_factory.mktemp("ws")
-    write_workspace(root, f"sqlite:///{root / 't.db'}")
+    write_workspace(root, sqlite_copy(migrated_sqlite, root / "t.db"))
     rt = Runtime.open(root)
     try:
         shuffled = as_events(items)

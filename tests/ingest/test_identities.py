@@ -18,7 +18,7 @@ from tagloop.cli import main
 from tagloop.engine import batch
 from tagloop.ingest.event import Event
 from tagloop.runtime import Runtime
-from tests.conftest import make_key, write_workspace
+from tests.conftest import make_key, sqlite_copy, write_workspace
 
 HOUR = 3_600_000_000
 T0 = 1_717_200_000_000_000  # 2024-06-01
@@ -319,12 +319,13 @@ def _partition(history: list[tuple[str, str | None]]) -> list[set[str]]:
 @given(history=histories(), cut=st.integers(min_value=1, max_value=14))
 def test_entities_are_the_connected_ids_and_no_event_is_lost(
     tmp_path_factory: pytest.TempPathFactory,
+    migrated_sqlite: Path,
     history: list[tuple[str, str | None]],
     cut: int,
 ) -> None:
     root = write_workspace(
         tmp_path_factory.mktemp("ws"),
-        f"sqlite:///{tmp_path_factory.mktemp('db') / 't.db'}",
+        sqlite_copy(migrated_sqlite, tmp_path_factory.mktemp("db") / "t.db"),
         tags=TAGS,
         extra={"entities/customer.yaml": CUSTOMER},
     )

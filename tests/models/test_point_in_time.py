@@ -17,6 +17,7 @@ from tagloop.models.features import cutoff_times, load_histories, training_set
 from tagloop.models.scoring import feature_values
 from tagloop.runtime import Runtime
 from tagloop.timeutil import parse_time, zone
+from tests.conftest import sqlite_copy
 
 DAY = 86_400_000_000
 TZ = zone("Asia/Shanghai")
@@ -147,7 +148,10 @@ OFFSETS = st.lists(
 )
 @given(rows=OFFSETS, cut=st.integers(1, 60))
 def test_point_in_time_equals_batch_sql_on_what_was_stored_before(
-    tmp_path_factory: object, rows: list[tuple[int, int, str, str | None]], cut: int
+    tmp_path_factory: object,
+    migrated_sqlite: Path,
+    rows: list[tuple[int, int, str, str | None]],
+    cut: int,
 ) -> None:
     """The point-in-time features at a cutoff (rebuilt from every event) are what the
     batch evaluator computes, in SQL, at that time on a store holding only the events
@@ -171,8 +175,10 @@ def test_point_in_time_equals_batch_sql_on_what_was_stored_before(
             )
         )
     cutoff = T0 + cut * DAY
-    full = Runtime.open(workspace(base / "full", f"sqlite:///{base / 'full.db'}"))
-    prefix = Runtime.open(workspace(base / "prefix", f"sqlite:///{base / 'prefix.db'}"))
+    full = Runtime.open(workspace(base / "full", sqlite_copy(migrated_sqlite, base / "full.db")))
+    prefix = Runtime.open(
+        workspace(base / "prefix", sqlite_copy(migrated_sqlite, base / "prefix.db"))
+    )
     try:
         full.ingestor.commit(events)
         before = [e for e in events if e.time < cutoff]

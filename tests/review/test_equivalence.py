@@ -18,7 +18,7 @@ from tagloop.engine import batch
 from tagloop.review import pins
 from tagloop.runtime import Runtime
 from tagloop.store.tables import review_items, tag_assignments
-from tests.conftest import _truncate, write_workspace
+from tests.conftest import _truncate, sqlite_copy, write_workspace
 from tests.review.conftest import TAGS, Clock, customer, send
 
 EXTRA_TAGS = """
@@ -60,6 +60,7 @@ def snapshot(rt: Runtime) -> dict[tuple[str, str], tuple[Any, str]]:
 def test_stream_equals_batch_with_reviews(
     tmp_path_factory: Any,
     database_url: str,
+    migrated_sqlite: Path,
     items: list[tuple[str, dict[str, Any]]],
     cuts: list[int],
     pinned: Any,
@@ -69,7 +70,7 @@ def test_stream_equals_batch_with_reviews(
         _truncate(database_url)
         url = database_url
     else:
-        url = f"sqlite:///{root / 't.db'}"
+        url = sqlite_copy(migrated_sqlite, root / "t.db")
     write_workspace(
         root,
         url,

@@ -27,7 +27,7 @@ from tagloop.ingest.event import Batch
 from tagloop.rules.sql.dialects import DIALECTS
 from tagloop.runtime import Runtime
 from tagloop.sources.files import read_text
-from tests.conftest import _truncate
+from tests.conftest import _truncate, sqlite_copy
 from tests.rules import rulegen
 
 SETTINGS = settings(
@@ -125,12 +125,14 @@ def _same_values(a: Any, c: Any) -> bool:
     data=st.data(),
     now_day=st.integers(*rulegen.NOW_RANGE),
 )
-def test_streaming_equals_batch(tmp_path_factory, database_url, tags, items, data, now_day) -> None:
+def test_streaming_equals_batch(
+    tmp_path_factory, database_url, migrated_sqlite, tags, items, data, now_day
+) -> None:
     root = tmp_path_factory.mktemp("eq")
     if database_url.startswith("postgresql"):
         _truncate(database_url)
     else:
-        database_url = f"sqlite:///{root / 't.db'}"
+        database_url = sqlite_copy(migrated_sqlite, root / "t.db")
     write(root, database_url, tags)
     clock = [rulegen.T0 + now_day * rulegen.DAY]
     order = data.draw(st.permutations(range(len(items))))
