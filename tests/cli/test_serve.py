@@ -207,8 +207,11 @@ def test_serve_runs_the_sources_beside_the_api(tmp_path: Path) -> None:
         profile = httpx.get(f"{served.url}/v1/entities/customer/c2", headers=headers, timeout=5)
         assert profile.status_code == 200 and profile.json()["event_count"] == 1
         assert status["state"] in ("idle", "running") and status["last_error"] is None
+        children = served.children()  # the writer and the sources process among them
     finally:
         served.stop()
+    # However the server ends, its sources process ends with it (it was left running).
+    wait_for(lambda: not any(alive(pid) for pid in children), 10)
 
 
 def test_a_saved_rule_is_in_force_in_the_writer_process(workspace: Path) -> None:

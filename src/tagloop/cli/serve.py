@@ -141,10 +141,11 @@ def run_sources_process(workspace: str) -> None:
     """The sources process: every enabled source, committing through the writer."""
     import asyncio
 
-    from tagloop.ingest.remote import WriterAddress
+    from tagloop.ingest.remote import WriterAddress, follow_parent
     from tagloop.runtime import Runtime
     from tagloop.sources.runner import run_sources
 
+    follow_parent()  # a server killed outright (SIGKILL) must not leave its sources running
     logs.configure()
     rt = Runtime.open(workspace)
     rt.start_writer(WriterAddress.from_environment())

@@ -86,7 +86,7 @@ class WriterAddress:
         os.environ[WRITER_KEY_ENV] = self.key.hex()
 
 
-def _follow_parent() -> None:
+def follow_parent() -> None:
     """Exit when the server process is gone, however it went (even SIGKILL)."""
     parent = os.getppid()
     try:  # Linux: the kernel signals us the moment the parent dies
@@ -109,7 +109,7 @@ def run_writer(workspace: str, address: WriterAddress, ready: Any) -> None:
     """The writer process: open the runtime, commit every group a client sends."""
     from tagloop.runtime import Runtime
 
-    _follow_parent()
+    follow_parent()
     logs.configure()
     rt = Runtime.open(workspace)
     rt.db.start_checkpointer()
