@@ -16,7 +16,7 @@ import orjson
 from sqlglot import exp
 
 from tagloop.engine import definitions, periods
-from tagloop.engine.evaluator import Engine, expired, rule_change
+from tagloop.engine.evaluator import Engine, change_kind, expired, rule_change
 from tagloop.engine.plans import RULE_SOURCE, ActiveTag
 from tagloop.engine.starts import FlowStarter
 from tagloop.models.spec import confidence as model_confidence
@@ -445,8 +445,12 @@ def _change(
         held = None
     if held is not None and not held.source.startswith(RULE_SOURCE):
         return None
+    kind = change_kind(tag, held, result.held, result.value)
+    if kind is None:
+        return None
     return rule_change(
         tag,
+        kind,
         entity_type,
         entity_id,
         held,

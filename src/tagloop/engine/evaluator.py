@@ -249,10 +249,14 @@ class Engine:
         if held is not None and not held.source.startswith(RULE_SOURCE):
             return None  # imported and manual assignments are not the rule's to change
         is_held, value = tag.evaluate(ctx)
+        kind = change_kind(tag, held, is_held, value)
+        if kind is None:  # the common case, kept cheap: most evaluations change nothing
+            return None
         # a model tag's confidence is the score it read (the same in batch: engine/batch.py)
         confidence = model_confidence(tag.definition.deps.scores, ctx.score) if is_held else None
         change = rule_change(
             tag,
+            kind,
             key[0],
             key[1],
             held,
@@ -315,8 +319,24 @@ def expired(entity_type: str, entity_id: str, tag: str, held: Held, now: int) ->
     )
 
 
+def change_kind(tag: ActiveTag, held: Held | None, is_held: bool, value: Any) -> str | None:
+    """What the rule's result (``is_held``, ``value``) does to ``held``, the entity's
+    assignment of a rule tag, before any review policy: assigned, removed, changed,
+    confirmed (held under a new version), or None (nothing)."""
+    if is_held and held is None:
+        return "assigned"
+    if not is_held and held is not None:
+        return "removed"
+    if is_held and held is not None and not same(value, held.value):
+        return "changed"
+    if is_held and held is not None and held.version != tag.version:
+        return "confirmed"  # still held under a new rule version: refresh, no history
+    return None
+
+
 def rule_change(
     tag: ActiveTag,
+    kind: str,
     entity_type: str,
     entity_id: str,
     held: Held | None,
@@ -327,22 +347,12 @@ def rule_change(
     *,
     evidence: Callable[[], dict[str, Any]],
 ) -> TagChange | None:
-    """The change that the rule's result (``is_held``, ``value``, with ``confidence``)
-    makes to ``held``, the entity's assignment of a rule tag, under the tag's review
-    policy; None: none. ``evidence`` is asked for only if the tag is held after it (the
-    stream explains from its context, the batch from its query's values). Both evaluators
-    build their changes here, so that they agree.
+    """The change of ``kind`` (`change_kind`) that the rule's result (``is_held``,
+    ``value``, with ``confidence``) makes to ``held`` under the tag's review policy; None:
+    none. ``evidence`` is asked for only if the tag is held after it (the stream explains
+    from its context, the batch from its query's values). Both evaluators build their
+    changes here, so that they agree.
     """
-    if is_held and held is None:
-        kind = "assigned"
-    elif not is_held and held is not None:
-        kind = "removed"
-    elif is_held and held is not None and not same(value, held.value):
-        kind = "changed"
-    elif is_held and held is not None and held.version != tag.version:
-        kind = "confirmed"  # still held under a new rule version: refresh, no history
-    else:
-        return None
     spec = tag.definition.spec.review
     decided = outcome(spec, kind, tag.name, entity_type, entity_id, confidence, held)
     if decided is None:
