@@ -195,7 +195,6 @@ class Preview:
     gained: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # held before and after, another value
-    engine: str = "sql"
 
     def as_dict(self) -> dict[str, Any]:
         scale = self.total / self.evaluated if self.sampled and self.evaluated else 1.0
