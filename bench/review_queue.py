@@ -14,24 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
-
 from bench.common import machine, record
+from bench.console import measure, timing_table
 from tagloop import logs
-from tagloop.api.app import create_app
 from tagloop.runtime import Runtime
 from tagloop.store import keys as key_store
 from tagloop.store.tables import review_items
 from tagloop.timeutil import now_us
 from tagloop.workspace.scaffold import scaffold
 
-TARGET_MS = 300.0
 DAY = 86_400_000_000
 NAMES = ["上海客户", "北京客户", "高端客户", "普通客户"]
 TAGS = """\
@@ -91,27 +87,6 @@ def pages(items: int) -> dict[str, str]:
     }
 
 
-async def measure(
-    rt: Runtime, targets: dict[str, str], key: str, requests: int
-) -> dict[str, list[float]]:
-    transport = httpx.ASGITransport(app=create_app(rt))
-    headers = {"Authorization": f"Bearer {key}", "Accept-Language": "zh-CN"}
-    timings: dict[str, list[float]] = {name: [] for name in targets}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1", headers=headers
-    ) as client:
-        for round_number in range(requests + 2):  # two rounds of warm-up
-            for name, path in targets.items():
-                started = time.perf_counter()
-                response = await client.get(path)
-                elapsed = (time.perf_counter() - started) * 1000
-                if response.status_code != 200:
-                    raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
-                if round_number >= 2:
-                    timings[name].append(elapsed)
-    return timings
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300_000)
@@ -131,18 +106,11 @@ def main() -> None:
                 made = key_store.create(conn, "bench", ["reviewer"], now_us())
                 key_store.set_limits(conn, made.prefix, 1e9, 1_000_000_000)
             targets = pages(args.items)
-            timings = asyncio.run(measure(rt, targets, made.secret, args.requests))
+            timings = asyncio.run(measure(rt, targets, made.secret, args.requests, warmup=2))
             dialect = rt.db.dialect
         finally:
             rt.close()
-    table = ["| request | p50 (ms) | p95 (ms) | target p95 | |", "|---|---:|---:|---:|---|"]
-    for name, values in timings.items():
-        p95 = statistics.quantiles(values, n=100, method="inclusive")[94]
-        verdict = "met" if p95 < TARGET_MS else "**missed**"
-        table.append(
-            f"| {name} (`{targets[name]}`) | {statistics.median(values):.1f} | {p95:.1f} "
-            f"| < {TARGET_MS:.0f} ms | {verdict} |"
-        )
+    table = timing_table(timings, targets, first="request")
     print("\n".join(table))
     if args.no_record:
         return
