@@ -60,8 +60,10 @@ class Runtime:
     # The writer process this one commits through (`start_writer`), if any.
     remote: WriterAddress | None = field(init=False, default=None)
     _next_refresh: float = field(init=False, default=0.0)
+    _seen_revision: str | None = field(init=False, default=None)  # the last one taken in
 
     def __post_init__(self) -> None:
+        self._seen_revision = self.workspace.revision
         self.engine = Engine(
             self.workspace,
             self.active,
@@ -102,8 +104,13 @@ class Runtime:
             if on_recompute is not None:
                 for name in sorted(names):
                     on_recompute(name, report.by_tag.get(name, 0))
-        with self.db.write() as conn:
-            settings.put(self.db, conn, REVISION_KEY, self.workspace.revision)
+        revision = self.workspace.revision
+        with self.db.read() as conn:
+            stored = settings.get(conn, REVISION_KEY)
+        if stored != revision:  # a start-up with unchanged files writes nothing
+            with self.db.write() as conn:
+                settings.put(self.db, conn, REVISION_KEY, revision)
+        self._seen_revision = revision
 
     def reload(self, actor: Actor | None = None) -> SyncResult:
         """Read the workspace files again and put their tag definitions in force: new
@@ -125,12 +132,18 @@ class Runtime:
         self._next_refresh = now + REFRESH_EVERY
         with self.db.read() as conn:
             stored = settings.get(conn, REVISION_KEY)
-        if stored is None or stored == self.workspace.revision:
+        if stored is None or stored == self._seen_revision:
             return False
+        # Tried once per revision put in force: a workspace that does not load, or files
+        # edited again since, are not read anew every few seconds.
+        self._seen_revision = stored
         try:
             workspace = load_workspace(self.workspace.root)
         except TagloopError as exc:  # files half-edited by hand: keep what is in force
             log.warning("definitions not refreshed", error=exc.message)
+            return False
+        if workspace.revision != stored:  # edited by hand since: versions would not match
+            log.warning("definitions not refreshed: the files changed since they were put in force")
             return False
         with self.db.read() as conn:
             versions = {

@@ -235,6 +235,9 @@ def test_a_saved_rule_is_in_force_in_the_writer_process(workspace: Path) -> None
         )
         assert saved.status_code == 200, saved.text
         assert saved.json() == {"tag": "VIP", "version": 2, "changed": True}
+        # The API process answers with the new version (it took it in after the writer).
+        tag = httpx.get(f"{served.url}/v1/tags/VIP", headers=headers).json()
+        assert (tag["version"], tag["rule"]) == (2, "spend >= 100")
         # Recomputed in batch before the answer: c1 (500) holds it now.
         tags = httpx.get(f"{served.url}/v1/entities/customer/c1", headers=headers).json()["tags"]
         assert [t["tag"] for t in tags if t["tag"] == "VIP"] == ["VIP"]
