@@ -100,14 +100,8 @@ def check(workspace: Workspace, name: str, text: str | None) -> Draft:
 
 def _check_cycle(workspace: Workspace, name: str, tree: t.Node) -> None:
     """A draft may not read the tag itself, nor a tag that reads it."""
-    readers = {name}
-    changed = True
-    while changed:  # every tag that reads `name`, directly or not
-        changed = False
-        for other in workspace.tags.values():
-            if other.name not in readers and other.deps.tags & readers:
-                readers.add(other.name)
-                changed = True
+    # every tag that reads `name`, directly or not (the versions play no part here)
+    readers = batch.dependents((ActiveTag(d, 0) for d in workspace.tags.values()), [name])
     for node in tree.walk():
         read = references(node) if isinstance(node, t.Call | t.Method) else set()
         for tag in sorted(read & readers):
