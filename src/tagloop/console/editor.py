@@ -30,7 +30,7 @@ from tagloop.errors import Forbidden, TagloopError
 from tagloop.rules import RuleError, parse
 from tagloop.rules.builder import ARITY
 from tagloop.runtime import Runtime
-from tagloop.store.tables import entities
+from tagloop.store import entities as entity_store
 from tagloop.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -73,14 +73,6 @@ def vocabulary(workspace: Workspace, name: str, entity_type: str) -> dict[str, A
     }
 
 
-def _size(rt: Runtime, entity_type: str) -> int:
-    from sqlalchemy import func, select
-
-    with rt.db.read() as conn:
-        query = select(func.count()).select_from(entities).where(entities.c.type == entity_type)
-        return int(conn.execute(query).scalar() or 0)
-
-
 def _labels(request: Request) -> dict[str, str]:
     """The builder's words in the page's language (the script draws the builder)."""
     loc = locale(request)
@@ -108,7 +100,8 @@ def _trend(rt: Runtime, name: str, entity_type: str) -> dict[str, list[Any]]:
 def _context(rt: Runtime, principal: Principal, name: str, state: dict[str, Any]) -> dict[str, Any]:
     """Everything the page shows; ``state`` is the draft being worked on (if any)."""
     tag = _detail(rt, principal, name)
-    size = _size(rt, tag["entity"])
+    with rt.db.read() as conn:
+        size = entity_store.count(conn, tag["entity"])
     try:
         drafts.editable(rt.workspace, name)
         not_editable = None

@@ -27,6 +27,7 @@ from tagloop.rules import tree as t
 from tagloop.rules.builder import to_builder
 from tagloop.rules.sql.expr import Unsupported
 from tagloop.rules.tokens import T, tokenize
+from tagloop.store import entities as entity_store
 from tagloop.store import tags as tag_store
 from tagloop.store.tables import entities
 from tagloop.workspace import Workspace
@@ -220,12 +221,7 @@ def preview(rt: Runtime, draft: Draft, sample: int = SAMPLE) -> Preview:
     definition = draft.definition
     entity_type = definition.entity
     with rt.db.read() as conn:
-        total = int(
-            conn.execute(
-                select(func.count()).select_from(entities).where(entities.c.type == entity_type)
-            ).scalar()
-            or 0
-        )
+        total = entity_store.count(conn, entity_type)
         ids: list[str] | None = None
         if total > sample:  # chosen in the database: a million ids never reach Python
             chosen = (

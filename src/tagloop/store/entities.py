@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from tagloop.store.db import Database, dump_json, insert_sql
 from tagloop.store.events import chunks
@@ -156,6 +156,12 @@ def get(conn: Connection, entity_type: str, entity_id: str) -> EntityRow | None:
     query = select(entities).where(entities.c.type == entity_type, entities.c.id == entity_id)
     row = conn.execute(query).first()
     return EntityRow(*row) if row is not None else None
+
+
+def count(conn: Connection, entity_type: str) -> int:
+    """How many entities of ``entity_type`` the store knows."""
+    query = select(func.count()).select_from(entities).where(entities.c.type == entity_type)
+    return int(conn.execute(query).scalar() or 0)
 
 
 def page(
