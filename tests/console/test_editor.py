@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
@@ -125,3 +126,27 @@ def test_a_sampled_preview_offers_the_exact_count(
     assert 'value="preview_all">Count exactly on all 2 entities<' in sampled
     exact = post(client, "VIP", rule="spend < 100", action="preview_all").text
     assert "Evaluated on all 2 entities." in exact and 'id="pv-holders">1<' in exact
+
+
+def test_every_term_the_builder_offers_is_rule_text(tmp_path: Path) -> None:
+    from tagloop.console.editor import vocabulary
+    from tagloop.rules import parse
+    from tagloop.workspace import load_workspace
+    from tests.conftest import write_workspace
+
+    shop = """
+        name: shop
+        fields:
+          Customer ID: string
+          营业额: number
+        events:
+          sale day:
+            properties:
+              net amount: number
+    """
+    root = write_workspace(tmp_path / "ws", "sqlite:///x.db", extra={"entities/shop.yaml": shop})
+    terms = vocabulary(load_workspace(root), "none", "shop")["terms"]
+    assert terms["`Customer ID`"] == "string" and terms["营业额"] == "number"
+    assert terms["sum(`sale day`.`net amount`, 30d)"] == "number"
+    for term in terms:
+        parse(term)  # each is valid as the left side of a condition

@@ -28,7 +28,9 @@ from tagloop.console.web import Access, guarded, locale, page, render, submitted
 from tagloop.engine import drafts
 from tagloop.errors import Forbidden, TagloopError
 from tagloop.rules import RuleError, parse
-from tagloop.rules.builder import ARITY
+from tagloop.rules.builder import ARITY, to_builder
+from tagloop.rules.printer import member
+from tagloop.rules.printer import name as name_text
 from tagloop.runtime import Runtime
 from tagloop.store import entities as entity_store
 from tagloop.workspace import Workspace
@@ -50,14 +52,17 @@ def vocabulary(workspace: Workspace, name: str, entity_type: str) -> dict[str, A
             event: {prop: spec.type for prop, spec in declared.properties.items()}
             for event, declared in entity.spec.events.items()
         }
-    terms: dict[str, str] = {field: kind for field, kind in sorted(fields.items())}
+    # As rule text: a name that is not an identifier (`Customer ID`) is back-quoted.
+    terms: dict[str, str] = {name_text(field): kind for field, kind in sorted(fields.items())}
     terms["event_count"] = "integer"
-    for event, props in sorted(events.items()):
+    for raw, props in sorted(events.items()):
+        event = name_text(raw)
         terms[f"count({event})"] = "integer"
         for window in WINDOWS:
             terms[f"count({event}, {window})"] = "integer"
         terms[f"days_since(last({event}.time))"] = "number"
-        for prop, kind in sorted(props.items()):
+        for raw_prop, kind in sorted(props.items()):
+            prop = member(raw_prop)
             if kind in NUMERIC:
                 for window in WINDOWS:
                     terms[f"sum({event}.{prop}, {window})"] = "number"
@@ -208,8 +213,6 @@ def segments(text: str) -> list[tuple[str, str]]:
 
 def builder_of(text: str) -> dict[str, Any] | None:
     """The builder's form of the text, if it parses (the page embeds it for the script)."""
-    from tagloop.rules.builder import to_builder
-
     try:
         return to_builder(parse(text)) if text.strip() else None
     except RuleError:
